@@ -1,0 +1,3 @@
+from fqvae.cli import main
+
+raise SystemExit(main())

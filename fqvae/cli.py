@@ -1,0 +1,35 @@
+"""The ``fqvae`` command: one subcommand per job, each registered by the module that owns it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Sequence
+
+# subcommand name -> module exposing ``register(subparsers)``; the module adds its parser and sets
+# ``func`` (a callable taking the parsed args and returning an exit code) via ``set_defaults``.
+_SUBCOMMANDS = {
+    "data": "fqvae.data.cli",
+    "eval": "fqvae.metrics.cli",
+    "train": "fqvae.train_cli",
+    "demo": "fqvae.demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fqvae", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in _SUBCOMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
