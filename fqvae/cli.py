@@ -19,7 +19,7 @@ _SUBCOMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fqvae", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, module in _SUBCOMMANDS.items():
+    for module in _SUBCOMMANDS.values():
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
