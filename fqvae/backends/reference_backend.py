@@ -85,7 +85,7 @@ def gumbel_backward(grad_value, grad_kl, grad_probs, z, codebook, tau, seed, off
 
 
 def permute_forward(x, seed, offset):
-    perm = reference.permutations(x.shape[0], x.shape[1], seed, offset, x.device)
+    perm = reference.permutations(x.shape[0], x.shape[1], seed, offset, x.device).contiguous()
     return reference.permute_dims(x, seed=seed, offset=offset), perm
 
 
