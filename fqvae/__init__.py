@@ -1,7 +1,8 @@
 """fqvae: disentangled representation learning with quantized latents."""
 
-from fqvae import ops
+from fqvae import ops, schedules
 from fqvae.backends import available_backends, backend
+from fqvae.quantize import QuantizeOutput, ScalarQuantize
 
-__all__ = ["ops", "backend", "available_backends"]
+__all__ = ["QuantizeOutput", "ScalarQuantize", "available_backends", "backend", "ops", "schedules"]
 __version__ = "0.1.0"
