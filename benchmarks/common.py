@@ -1,0 +1,127 @@
+"""Shared benchmark plumbing: flags, timing (medians), bandwidth, peak memory, tables and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.utils.benchmark as tbench
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Row:
+    """One measured implementation of one case."""
+
+    case: str
+    impl: str
+    mode: str
+    median_ms: float
+    speedup: float | None = None
+    gbps: float | None = None
+    pct_copy_bw: float | None = None
+    peak_extra_mb: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
+    p.add_argument("--device", default=default_device, choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--min-time", type=float, default=0.5, help="seconds of timing per row")
+    return p
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn: Callable[[], object], device: torch.device, min_time: float) -> float:
+    """Median wall time of ``fn()`` after warm-up, CUDA-synchronised, via torch.utils.benchmark."""
+    fn()
+    sync(device)
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_time).median
+
+
+def peak_extra_mb(fn: Callable[[], object], device: torch.device) -> float | None:
+    """Peak memory allocated by one call beyond what was live before it (CUDA only)."""
+    if device.type != "cuda":
+        return None
+    sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    fn()
+    sync(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+
+
+def copy_bandwidth_gbps(device: torch.device, min_time: float) -> float | None:
+    """Device-to-device copy bandwidth (read + write bytes per second), CUDA only."""
+    if device.type != "cuda":
+        return None
+    src = torch.empty(2**28, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    seconds = median_seconds(lambda: dst.copy_(src), device, min_time)
+    return 2 * src.numel() / seconds / 1e9
+
+
+def environment(device: torch.device) -> dict:
+    info = {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError:
+        info["triton"] = None
+    return info
+
+
+def print_table(rows: list[Row]) -> None:
+    headers = ["case", "impl", "mode", "median ms", "vs eager", "GB/s", "% copy BW", "peak MB"]
+    table = [
+        [
+            r.case,
+            r.impl,
+            r.mode,
+            f"{r.median_ms:.3f}",
+            "" if r.speedup is None else f"{r.speedup:.1f}x",
+            "" if r.gbps is None else f"{r.gbps:.1f}",
+            "" if r.pct_copy_bw is None else f"{r.pct_copy_bw:.0f}%",
+            "" if r.peak_extra_mb is None else f"{r.peak_extra_mb:.1f}",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join("-" * w for w in widths))
+    for t in table:
+        print("  ".join(c.ljust(w) for c, w in zip(t, widths)))
+
+
+def write_json(path: str, meta: dict, rows: list[Row]) -> None:
+    """Write results atomically (temporary file, then rename)."""
+    payload = {"meta": meta, "rows": [asdict(r) for r in rows]}
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
