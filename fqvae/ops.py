@@ -17,6 +17,8 @@ default generator (so ``torch.manual_seed`` makes runs reproducible).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -408,7 +410,8 @@ def permute_dims(
     rng = _rng_tensor(seed, offset)
     x3 = x.movedim((batch_dim, dim), (0, 1))
     moved = x3.shape
-    out, _ = _permute(x3.reshape(moved[0], moved[1], -1).contiguous(), rng)
+    features = math.prod(moved[2:])  # explicit: reshape(..., -1) is ambiguous for empty x
+    out, _ = _permute(x3.reshape(moved[0], moved[1], features).contiguous(), rng)
     return out.reshape(moved).movedim((0, 1), (batch_dim, dim))
 
 
