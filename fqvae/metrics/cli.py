@@ -1,0 +1,82 @@
+"""``fqvae eval CHECKPOINT``: sample a trained model's codes, print the metric table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fqvae.metrics.evaluate import METRICS, PRESETS, evaluate
+from fqvae.metrics.report import format_table, write_json
+
+
+def _metric_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in METRICS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown metric(s) {bad}; choose from {','.join(METRICS)}"
+        )
+    return names
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` subcommand."""
+    p = subparsers.add_parser(
+        "eval",
+        help="compute disentanglement metrics of a checkpoint",
+        description=__doc__,
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint written by `fqvae train`")
+    p.add_argument("--data", help="dataset name (default: the one the model was trained on)")
+    p.add_argument("--data-path", type=Path, help="dataset file or folder (default: lookup)")
+    p.add_argument(
+        "--metrics",
+        type=_metric_list,
+        default=("dci", "infomec", "mig"),
+        help=f"comma-separated subset of {','.join(METRICS)} (default: dci,infomec,mig)",
+    )
+    p.add_argument("--num-train", type=int, default=10000, help="training points (10000)")
+    p.add_argument("--num-test", type=int, default=5000, help="test points for DCI/SAP (5000)")
+    p.add_argument("--seed", type=int, help="sampling seed (default: the preset's, else 0)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="reference settings to follow")
+    p.add_argument("--n-jobs", type=int, default=-1, help="worker processes (-1: all cores)")
+    p.add_argument(
+        "--json", type=Path, help="output file (default: CHECKPOINT with suffix .metrics.json)"
+    )
+    p.add_argument("--device", help="device for the encoder (default: cuda if available)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the checkpoint, evaluate, print the table and write the JSON file."""
+    import torch
+
+    from fqvae.data import load_dataset
+    from fqvae.train import load_for_eval
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        representation_fn, discrete, data_name = load_for_eval(args.checkpoint, device)
+        name = args.data or data_name
+        dataset = load_dataset(name, root=args.data_path)
+        results = evaluate(
+            representation_fn,
+            dataset,
+            metrics=args.metrics,
+            num_train=args.num_train,
+            num_test=args.num_test,
+            seed=args.seed,
+            discrete=discrete,
+            device=device,
+            n_jobs=args.n_jobs,
+            preset=args.preset,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"fqvae eval: error: {exc}", file=sys.stderr)
+        return 2
+    results.update(checkpoint=str(args.checkpoint), data=name, device=str(device))
+    print(format_table(results))
+    path = write_json(results, args.json or args.checkpoint.with_suffix(".metrics.json"))
+    print(f"wrote {path}")
+    return 0
