@@ -1,0 +1,104 @@
+"""The model zoo: :data:`MODELS` (name -> class) and :func:`build_model`."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from fqvae.models.ae import AE
+from fqvae.models.base import DisentanglementModel, Optimizers
+from fqvae.models.betatcvae import BetaTCVAE
+from fqvae.models.bioae import BioAE
+from fqvae.models.common import OptimConfig
+from fqvae.models.dvae import DVAE
+from fqvae.models.factordvae import FactorDVAE
+from fqvae.models.factorqvae import FactorQVAE
+from fqvae.models.factorvae import FactorVAE
+from fqvae.models.hparams import PUBLISHED, published
+from fqvae.models.qlae import QLAE, QLAEFactorQVAE
+from fqvae.models.qvae import QVAE
+from fqvae.models.vae import VAE
+
+MODELS: dict[str, type[DisentanglementModel]] = {
+    cls.name: cls
+    for cls in (
+        FactorQVAE,
+        QVAE,
+        DVAE,
+        FactorDVAE,
+        FactorVAE,
+        VAE,
+        AE,
+        BioAE,
+        QLAEFactorQVAE,
+        QLAE,
+        BetaTCVAE,
+    )
+}
+_SHAPE_ARGS = ("in_channels", "image_size", "num_latents")
+
+__all__ = [
+    "MODELS",
+    "PUBLISHED",
+    "DisentanglementModel",
+    "Optimizers",
+    "build_model",
+    "hparam_names",
+    "published",
+    *(cls.__name__ for cls in MODELS.values()),
+]
+
+
+def hparam_names(name: str) -> tuple[str, ...]:
+    """The keyword hparams model ``name`` accepts (besides the image shape and ``num_latents``)."""
+    cls = _model_class(name)
+    own = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.kind == p.KEYWORD_ONLY and p.name not in _SHAPE_ARGS
+    ]
+    optim = [n for n in OptimConfig.names() if n != "disc_lr" or cls.has_discriminator]
+    return tuple(own + optim)
+
+
+def _model_class(name: str) -> type[DisentanglementModel]:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def build_model(
+    name: str,
+    *,
+    in_channels: int,
+    image_size: int,
+    num_latents: int,
+    arch: str | None = None,
+    **hparams: Any,
+) -> DisentanglementModel:
+    """Build model ``name`` for ``(in_channels, image_size, image_size)`` images.
+
+    ``arch``: ``"dalle"``, ``"qlae"`` or ``"small"`` (``None``: the model's default).
+    ``hparams``: the keyword options of the model class (see :func:`hparam_names`); options of
+    other models, and unknown names, raise a ``TypeError`` that names them.
+    """
+    cls = _model_class(name)
+    accepted = set(hparam_names(name))
+    unknown = sorted(set(hparams) - accepted)
+    if unknown:
+        raise TypeError(_unknown_message(name, unknown, accepted))
+    if arch is not None:
+        hparams["arch"] = arch
+    return cls(in_channels=in_channels, image_size=image_size, num_latents=num_latents, **hparams)
+
+
+def _unknown_message(name: str, unknown: list[str], accepted: set[str]) -> str:
+    parts = []
+    for key in unknown:
+        owners = [m for m in sorted(MODELS) if key in hparam_names(m)]
+        where = f" (an option of {', '.join(owners)})" if owners else ""
+        parts.append(f"{key!r}{where}")
+    return (
+        f"model {name!r} does not accept {', '.join(parts)}; "
+        f"its options are: {', '.join(sorted(accepted))}"
+    )

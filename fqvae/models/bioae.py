@@ -1,0 +1,45 @@
+"""BioAE: an autoencoder with non-negativity and activity penalties on its code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fqvae.models.ae import AE
+from fqvae.models.common import check_nonneg
+
+
+class BioAE(AE):
+    """Loss ``recon + nonneg * mean(relu(-z)) + activity * mean(z^2)`` (means over batch and
+    latents). Defaults: the FactorQVAE code's Shapes3D values (1, 1e-2)."""
+
+    name = "bioae"
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        image_size: int = 64,
+        num_latents: int,
+        arch: str = "dalle",
+        nonneg: float = 1.0,
+        activity: float = 1e-2,
+        **optim: Any,
+    ) -> None:
+        super().__init__(
+            in_channels=in_channels,
+            image_size=image_size,
+            num_latents=num_latents,
+            arch=arch,
+            **optim,
+        )
+        check_nonneg(nonneg=nonneg, activity=activity)
+        self.nonneg, self.activity = float(nonneg), float(activity)
+
+    def penalty(self, z: Tensor) -> dict[str, Tensor]:
+        return {
+            "nonneg": self.nonneg * torch.relu(-z).mean(),
+            "activity": self.activity * z.pow(2).mean(),
+        }

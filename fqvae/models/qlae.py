@@ -1,0 +1,152 @@
+"""QLAE (Hsu et al. 2023): one learnable scalar codebook per latent, nearest-value lookup with
+a straight-through gradient, quantization and commitment losses (QLAE spec §1-3).
+
+Two configurations: :class:`QLAE` as its authors define it (``qlae_hsu2023``) and
+:class:`QLAEFactorQVAE` as the FactorQVAE code configures it (``qlae_factorqvae``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from fqvae.models.common import (
+    AutoencoderModel,
+    check_choice,
+    check_nonneg,
+    codebook_traversal,
+    evaluating,
+)
+from fqvae.quantize import QuantizeOutput, ScalarQuantize
+
+
+class QLAE(AutoencoderModel):
+    """Encoder head ``L`` -> ``ScalarQuantize(codebook="per_dim", mode="nearest")`` -> decoder.
+
+    Loss ``recon + quant_weight * mean((sg(z) - q)^2) + commit_weight * mean((z - sg(q))^2)``;
+    the codebook learns from the quantization term only. Hsu et al.'s setup: ``n_v = 10``
+    values per latent at ``linspace(-0.5, 0.5)``, BCE with logits on ``[0, 1]`` pixels, the
+    conv/style architecture, and the split optimizer (AdamW weight decay 0.1 with element-wise
+    clipping at 1 on the weights, Adam on biases and codebooks) at a constant learning rate.
+    ``codebook_init``: ``"linspace"`` or ``"normal"`` (N(0, 1)). ``learn_values=False`` freezes
+    the codebook. ``repr``: ``"value"`` (``z_hat``, the reference) or ``"index"``.
+    """
+
+    name = "qlae_hsu2023"
+    pixels = "unit"
+    discrete = True
+    optim_defaults: ClassVar[dict[str, Any]] = {
+        "optimizer": "split",
+        "weight_decay": 0.1,
+        "clip_value": 1.0,
+        "lr_schedule": "constant",
+    }
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        image_size: int = 64,
+        num_latents: int,
+        arch: str = "qlae",
+        num_values: int = 10,
+        codebook_init: str = "linspace",
+        quant_weight: float = 0.01,
+        commit_weight: float = 0.01,
+        learn_values: bool = True,
+        repr: str = "value",
+        **optim: Any,
+    ) -> None:
+        super().__init__(
+            in_channels=in_channels,
+            image_size=image_size,
+            num_latents=num_latents,
+            arch=arch,
+            head_features=num_latents,
+            **optim,
+        )
+        check_choice("codebook_init", codebook_init, ("linspace", "normal"))
+        check_nonneg(quant_weight=quant_weight, commit_weight=commit_weight)
+        self.repr_kind = check_choice("repr", repr, ("value", "index"))
+        self.latent = ScalarQuantize(
+            num_values,
+            num_latents,
+            codebook="per_dim",
+            mode="nearest",
+            init=codebook_init,
+            learnable=learn_values,
+            quant_weight=quant_weight,
+            commit_weight=commit_weight,
+        )
+
+    def quantize(self, x: Tensor) -> tuple[Tensor, QuantizeOutput]:
+        """The continuous code ``z`` ``(B, L)`` and the quantizer output for images ``x``."""
+        z = self.encoder(x)
+        return z, self.latent(z)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        self.check_input(x)
+        z, q = self.quantize(x)
+        recon = self.recon_loss(self.decoder(q.quantized), x)
+        return {
+            "loss": recon + q.loss,
+            "recon": recon.detach(),
+            "quant_loss": q.loss.detach(),
+            "quant_mse": (z.detach() - q.quantized.detach()).pow(2).mean(),
+            "perplexity": q.perplexity,
+        }
+
+    @torch.no_grad()
+    def encode_latents(self, x: Tensor) -> Tensor:
+        with evaluating(self):
+            return self.quantize(x)[1].quantized
+
+    @torch.no_grad()
+    def representation(self, x: Tensor) -> Tensor:
+        with evaluating(self):
+            q = self.quantize(x)[1]
+        return q.quantized if self.repr_kind == "value" else q.indices
+
+    def traversal_values(self, steps: int) -> Tensor:
+        return codebook_traversal(self.latent.codebook, self.num_latents, steps)
+
+
+class QLAEFactorQVAE(QLAE):
+    """QLAE as the FactorQVAE code configures it (spec §11): ``(L, 16)`` codebooks drawn from
+    N(0, 1), MSE on centered pixels, the DALL-E-style backbone, one Adam with the cosine
+    schedule and no weight decay, and the codebook index as the representation."""
+
+    name = "qlae_factorqvae"
+    pixels = "centered"
+    optim_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        image_size: int = 64,
+        num_latents: int,
+        arch: str = "dalle",
+        num_values: int = 16,
+        codebook_init: str = "normal",
+        quant_weight: float = 0.01,
+        commit_weight: float = 0.01,
+        learn_values: bool = True,
+        repr: str = "index",
+        **optim: Any,
+    ) -> None:
+        super().__init__(
+            in_channels=in_channels,
+            image_size=image_size,
+            num_latents=num_latents,
+            arch=arch,
+            num_values=num_values,
+            codebook_init=codebook_init,
+            quant_weight=quant_weight,
+            commit_weight=commit_weight,
+            learn_values=learn_values,
+            repr=repr,
+            **optim,
+        )

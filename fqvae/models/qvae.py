@@ -1,0 +1,126 @@
+"""QVAE: a global scalar codebook with the Gumbel-softmax relaxation and a KL to the uniform
+prior (FactorQVAE spec §1, §11), without the TC term."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fqvae.models.common import (
+    AutoencoderModel,
+    check_choice,
+    check_nonneg,
+    codebook_traversal,
+    evaluating,
+)
+from fqvae.quantize import QuantizeOutput, ScalarQuantize
+from fqvae.schedules import ExponentialTau
+
+CODEBOOK_INITS = ("normal", "uniform")
+
+
+def initial_codebook(kind: str, num_values: int) -> Tensor:
+    """``(K,)`` values: N(0, 1) (``"normal"``, the reference) or U(-1/K, 1/K) (``"uniform"``)."""
+    check_choice("codebook_init", kind, CODEBOOK_INITS)
+    if kind == "normal":
+        return torch.randn(num_values)
+    return torch.empty(num_values).uniform_(-1.0 / num_values, 1.0 / num_values)
+
+
+def check_tau(tau_rate: float, tau_init: float) -> None:
+    check_nonneg(tau_rate=tau_rate, tau_init=tau_init)
+    if not tau_init > 0:
+        raise ValueError(f"tau_init must be > 0, got {tau_init}")
+
+
+class QVAE(AutoencoderModel):
+    """Encoder head ``L`` -> ``ScalarQuantize(codebook="global", mode="gumbel")`` -> decoder.
+
+    Training decodes the soft mixture ``sum_k w_k c_k``; eval quantizes to the nearest value.
+    ``tau = tau_init * exp(-tau_rate * it)`` is set by :meth:`set_step` (it = completed batches).
+    ``repr``: ``"index"`` (codebook index, the reference) or ``"value"``.
+    """
+
+    name = "qvae"
+    discrete = True
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        image_size: int = 64,
+        num_latents: int,
+        arch: str = "dalle",
+        num_values: int = 64,
+        kl_weight: float = 1e-3,
+        tau_rate: float = 1e-5,
+        tau_init: float = 1.0,
+        codebook_init: str = "normal",
+        repr: str = "index",
+        **optim: Any,
+    ) -> None:
+        super().__init__(
+            in_channels=in_channels,
+            image_size=image_size,
+            num_latents=num_latents,
+            arch=arch,
+            head_features=num_latents,
+            **optim,
+        )
+        check_nonneg(kl_weight=kl_weight)
+        check_tau(tau_rate, tau_init)
+        self.kl_weight = float(kl_weight)
+        self.repr_kind = check_choice("repr", repr, ("index", "value"))
+        self.latent = ScalarQuantize(
+            num_values,
+            num_latents,
+            codebook="global",
+            mode="gumbel",
+            init=initial_codebook(codebook_init, num_values),
+            kl_weight=1.0,
+            tau=tau_init,
+            schedule=ExponentialTau(rate=tau_rate, start=tau_init),
+        )
+
+    def set_step(self, it: int) -> None:
+        self.latent.set_step(it)
+
+    def quantize(self, x: Tensor) -> QuantizeOutput:
+        """Quantizer output for images ``x``; ``probs`` is the ``(B, L, K)`` soft one-hot."""
+        return self.latent(self.encoder(x), return_probs=True)
+
+    def _losses(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        self.check_input(x)
+        q = self.quantize(x)
+        recon = self.recon_loss(self.decoder(q.quantized), x)
+        kl = q.loss
+        terms = {
+            "loss": recon + self.kl_weight * kl,
+            "recon": recon.detach(),
+            "kl": kl.detach(),
+            "perplexity": q.perplexity,
+            "tau": recon.new_tensor(self.latent.tau),
+        }
+        return terms, q.probs
+
+    def _disc_codes(self, x: Tensor) -> Tensor:
+        return self.quantize(x).probs
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self._losses(x)[0]
+
+    @torch.no_grad()
+    def encode_latents(self, x: Tensor) -> Tensor:
+        with evaluating(self):
+            return self.latent(self.encoder(x)).quantized
+
+    @torch.no_grad()
+    def representation(self, x: Tensor) -> Tensor:
+        with evaluating(self):
+            q = self.latent(self.encoder(x))
+        return q.indices if self.repr_kind == "index" else q.quantized
+
+    def traversal_values(self, steps: int) -> Tensor:
+        return codebook_traversal(self.latent.codebook, self.num_latents, steps)

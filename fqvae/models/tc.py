@@ -1,0 +1,63 @@
+"""Total-correlation penalty with a density-ratio discriminator (FactorQVAE spec §3-5)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from fqvae import ops
+
+
+def tc_estimate(disc: nn.Module, codes: Tensor) -> Tensor:
+    """``mean_b(D(codes)[:, 0] - D(codes)[:, 1])`` with D's parameters frozen (detached), so the
+    gradient reaches ``codes`` only. ``codes``: ``(B, L, K)`` soft one-hots or ``(B, L)``."""
+    frozen = {name: p.detach() for name, p in disc.named_parameters()}
+    logits = functional_call(disc, frozen, (codes.flatten(1),))
+    return (logits[:, 0] - logits[:, 1]).mean()
+
+
+def discriminator_terms(disc: nn.Module, codes: Tensor, other: Tensor) -> dict[str, Tensor]:
+    """Spec §5 safe form: ``0.5 * (CE(D(codes), 0) + CE(D(permute_dims(other)), 1))``.
+
+    ``codes`` are detached here; ``other`` (codes of the other half-batch) must carry no graph.
+    Returns ``loss`` and ``disc_acc`` (the fraction of both halves classified correctly).
+    """
+    d_real = disc(codes.detach().flatten(1))
+    d_perm = disc(ops.permute_dims(other.detach()).flatten(1))
+    zeros = torch.zeros(len(d_real), dtype=torch.long, device=d_real.device)
+    ones = torch.ones(len(d_perm), dtype=torch.long, device=d_perm.device)
+    loss = 0.5 * (F.cross_entropy(d_real, zeros) + F.cross_entropy(d_perm, ones))
+    correct = (d_real.argmax(1) == 0).sum() + (d_perm.argmax(1) == 1).sum()
+    return {"loss": loss, "disc_acc": correct.float() / (len(d_real) + len(d_perm))}
+
+
+class TCMixin:
+    """Adds ``gamma * TC`` to a model's ``_losses`` and the discriminator update.
+
+    The host model implements ``_losses(x) -> (terms, codes)`` (the codes carry gradient) and
+    ``_disc_codes(x)`` (the codes alone), and registers its ``TCDiscriminator`` as
+    ``discriminator``. Training splits each batch (see :mod:`fqvae.models.base`).
+    """
+
+    has_discriminator = True
+    gamma: float
+
+    @property
+    def discriminator(self) -> nn.Module:
+        # the base class declares ``discriminator = None``; read the registered submodule
+        return self._modules["discriminator"]
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        terms, codes = self._losses(x)
+        tc = tc_estimate(self.discriminator, codes)
+        weighted = self.gamma * tc
+        terms["loss"] = terms["loss"] + weighted
+        terms.update(tc_raw=tc.detach(), tc_weighted=weighted.detach(), codes=codes.detach())
+        return terms
+
+    def discriminator_loss(self, codes: Tensor, x_other: Tensor) -> dict[str, Tensor]:
+        with torch.no_grad():
+            other = self._disc_codes(x_other)
+        return discriminator_terms(self.discriminator, codes, other)

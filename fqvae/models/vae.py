@@ -1,0 +1,79 @@
+"""VAE (beta-VAE as configured in the FactorQVAE code, spec §11): Gaussian posterior with a
+log-variance head and ``recon + kl_weight * KL``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fqvae.models.common import AutoencoderModel, check_choice, check_nonneg, evaluating
+
+
+def kl_normal(mu: Tensor, logvar: Tensor) -> Tensor:
+    """``KL(N(mu, e^logvar) || N(0, 1))`` summed over latents, averaged over the batch."""
+    return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(1).mean()
+
+
+class VAE(AutoencoderModel):
+    """Encoder head ``2L``: ``mu`` then ``logvar``. Training decodes a sample, eval decodes ``mu``.
+
+    ``repr``: ``"sample"`` (``mu + sigma * eps``, the reference) or ``"mean"``.
+    """
+
+    name = "vae"
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        image_size: int = 64,
+        num_latents: int,
+        arch: str = "dalle",
+        kl_weight: float = 1e-4,
+        repr: str = "sample",
+        **optim: Any,
+    ) -> None:
+        super().__init__(
+            in_channels=in_channels,
+            image_size=image_size,
+            num_latents=num_latents,
+            arch=arch,
+            head_features=2 * num_latents,
+            **optim,
+        )
+        check_nonneg(kl_weight=kl_weight)
+        self.kl_weight = float(kl_weight)
+        self.repr_kind = check_choice("repr", repr, ("sample", "mean"))
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(mu, logvar, z)``, each ``(B, L)``; ``z`` is a reparameterised sample."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return mu, logvar, z
+
+    def _losses(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        self.check_input(x)
+        mu, logvar, z = self.posterior(x)
+        recon = self.recon_loss(self.decoder(z), x)
+        kl = kl_normal(mu, logvar)
+        loss = recon + self.kl_weight * kl
+        return {"loss": loss, "recon": recon.detach(), "kl": kl.detach()}, z
+
+    def _disc_codes(self, x: Tensor) -> Tensor:
+        return self.posterior(x)[2]
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self._losses(x)[0]
+
+    @torch.no_grad()
+    def encode_latents(self, x: Tensor) -> Tensor:
+        with evaluating(self):
+            return self.posterior(x)[0]
+
+    @torch.no_grad()
+    def representation(self, x: Tensor) -> Tensor:
+        with evaluating(self):
+            mu, _, z = self.posterior(x)
+        return z if self.repr_kind == "sample" else mu

@@ -1,0 +1,49 @@
+"""Networks: encoders, decoders and the TC discriminator; :func:`build_backbone` picks a pair."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from fqvae.nn.dalle import DalleDecoder, DalleEncoder
+from fqvae.nn.discriminator import TCDiscriminator
+from fqvae.nn.qlae_arch import ConvEncoder, StyleDecoder
+from fqvae.nn.small import SmallDecoder, SmallEncoder
+
+#: arch name -> (encoder class, decoder class, required divisor of the image size)
+ARCHS = {
+    "dalle": (DalleEncoder, DalleDecoder, 4),
+    "qlae": (ConvEncoder, StyleDecoder, 16),
+    "small": (SmallEncoder, SmallDecoder, 16),
+}
+
+__all__ = [
+    "ARCHS",
+    "ConvEncoder",
+    "DalleDecoder",
+    "DalleEncoder",
+    "SmallDecoder",
+    "SmallEncoder",
+    "StyleDecoder",
+    "TCDiscriminator",
+    "build_backbone",
+]
+
+
+def build_backbone(
+    arch: str, in_channels: int, image_size: int, head_features: int, num_latents: int
+) -> tuple[nn.Module, nn.Module]:
+    """Encoder ``(B, C, S, S) -> (B, head_features)`` and decoder ``(B, num_latents) -> (B, C,
+    S, S)`` of architecture ``arch`` (``"dalle"``, ``"qlae"`` or ``"small"``)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}")
+    encoder_cls, decoder_cls, divisor = ARCHS[arch]
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+    if not isinstance(image_size, int) or image_size < divisor or image_size % divisor:
+        raise ValueError(
+            f"arch {arch!r} needs an image_size that is a positive multiple of {divisor}, "
+            f"got {image_size!r}"
+        )
+    encoder = encoder_cls(in_channels, image_size, head_features)
+    decoder = decoder_cls(num_latents, in_channels, image_size)
+    return encoder, decoder

@@ -1,0 +1,426 @@
+"""Model zoo tests: training steps, modes, the discriminator step, QLAE's optimizer and
+codebook gradient, sizes, the registry and the published settings. CPU, ``arch="small"``."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fqvae import ops
+from fqvae.models import MODELS, PUBLISHED, build_model, hparam_names, published
+from fqvae.models.betatcvae import log_normal, mws_decomposition
+from fqvae.models.common import decay_groups
+from fqvae.models.tc import discriminator_terms, tc_estimate
+from fqvae.nn import TCDiscriminator, build_backbone
+
+ALL = sorted(MODELS)
+FACTOR = ["factordvae", "factorqvae", "factorvae"]
+INDEX_REPR = ["dvae", "factordvae", "factorqvae", "qlae_factorqvae", "qvae"]
+SMALL_DISC = {"disc_width": 32, "disc_depth": 1}
+L = 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: steadier timings on a small shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def toy_images(n: int = 16, size: int = 32, channels: int = 3) -> torch.Tensor:
+    """``n`` images in [0, 1]: a coloured square on a 4x4 grid of positions, dark background."""
+    x = torch.full((n, channels, size, size), 0.1)
+    side = size // 4
+    for i in range(n):
+        r, c = divmod(i % 16, 4)
+        colour = torch.tensor([(i % 3) / 2, ((i + 1) % 3) / 2, 1.0])[:channels]
+        x[i, :, r * side : (r + 1) * side, c * side : (c + 1) * side] = colour[:, None, None]
+    return x
+
+
+def make(name: str, size: int = 32, channels: int = 3, **hparams) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if MODELS[name].has_discriminator:
+        hparams = {**SMALL_DISC, **hparams}
+    return build_model(
+        name, in_channels=channels, image_size=size, num_latents=L, arch="small", **hparams
+    )
+
+
+def pixels_for(model, x: torch.Tensor) -> torch.Tensor:
+    return x - 0.5 if model.pixels == "centered" else x
+
+
+def train_step(model, opts, x: torch.Tensor) -> tuple[dict, dict | None]:
+    """One batch exactly as the trainer runs it (base.py)."""
+    x1, x2 = x.chunk(2) if model.discriminator is not None else (x, None)
+    terms = model(x1)
+    for opt in opts.main:
+        opt.zero_grad()
+    terms["loss"].backward()
+    model.before_optimizer_step()
+    for opt in opts.main:
+        opt.step()
+    d_terms = None
+    if model.discriminator is not None:
+        d_terms = model.discriminator_loss(terms["codes"], x2)
+        opts.discriminator.zero_grad()
+        d_terms["loss"].backward()
+        opts.discriminator.step()
+    for sched in opts.schedulers:
+        sched.step()
+    return terms, d_terms
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_training_reduces_loss(name):
+    model = make(name)
+    x = pixels_for(model, toy_images(16 if model.discriminator is not None else 8))
+    opts = model.configure_optimizers(lr=2e-3, iterations=100)
+    losses = []
+    for it in range(20):
+        model.set_step(it)
+        terms, d_terms = train_step(model, opts, x)
+        losses.append(terms["loss"].item())
+    for key, value in terms.items():
+        if key != "codes":
+            assert value.dim() == 0 and torch.isfinite(value), key
+    if model.discriminator is not None:
+        assert {"tc_raw", "tc_weighted", "codes"} <= set(terms)
+        assert torch.allclose(terms["tc_weighted"], model.gamma * terms["tc_raw"])
+        assert set(d_terms) == {"loss", "disc_acc"} and 0 <= d_terms["disc_acc"] <= 1
+    assert sum(losses[-4:]) < sum(losses[:4]), losses
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("channels,size", [(3, 32), (1, 64)])
+def test_shapes_and_dtypes(name, channels, size):
+    model = make(name, size=size, channels=channels)
+    x = pixels_for(model, toy_images(4, size, channels))
+    rep = model.representation(x)
+    assert rep.shape == (4, L) and model.training
+    if name in INDEX_REPR:
+        assert rep.dtype == torch.int64 and model.discrete
+    else:
+        assert rep.is_floating_point()
+    assert model.discrete == (name in INDEX_REPR or name == "qlae_hsu2023")
+    z = model.encode_latents(x)
+    assert z.shape == (4, L) and z.dtype == torch.float32
+    out = model.reconstruct(x)
+    assert out.shape == x.shape and out.dtype == torch.float32
+    assert torch.allclose(model.decode_latents(z), out)
+    if model.pixels == "unit":
+        assert out.min() >= 0 and out.max() <= 1
+    assert model.traversal_values(5).shape == (L, 5)
+
+
+def test_factorqvae_soft_in_training_hard_in_eval():
+    model = make("factorqvae")
+    k = model.latent.num_values
+    x = pixels_for(model, toy_images(8))
+    codes = model(x)["codes"]
+    assert codes.shape == (8, L, k)
+    assert torch.allclose(codes.sum(-1), torch.ones(8, L))
+    assert ((codes > 0) & (codes < 1)).any(), "training codes should be soft"
+    rep = model.representation(x)
+    assert model.training, "representation must restore the training mode"
+    assert rep.dtype == torch.int64 and rep.min() >= 0 and rep.max() < k
+    model.eval()
+    hard = model(x)["codes"]
+    assert torch.equal(hard, F.one_hot(rep, k).float())
+    values = model.encode_latents(x)
+    assert torch.equal(values, model.latent.codebook.detach()[rep])
+
+
+def test_quantized_traversal_uses_codebook_values():
+    model = make("qlae_hsu2023")
+    values = model.traversal_values(10)
+    assert torch.allclose(values, torch.linspace(-0.5, 0.5, 10).expand(L, -1))
+    model = make("qvae")
+    trav = model.traversal_values(3)
+    sorted_cb = model.latent.codebook.detach().sort().values
+    assert torch.equal(trav[0], sorted_cb[[0, 32, 63]])
+
+
+@pytest.mark.parametrize("name", ["factorqvae", "dvae"])
+def test_tau_schedule_per_batch(name):
+    model = make(name, tau_rate=1e-3)
+    model.set_step(1000)
+    tau = model.latent.tau
+    assert math.isclose(tau, math.exp(-1.0), rel_tol=1e-9)
+    assert math.isclose(model(pixels_for(model, toy_images(4)))["tau"].item(), tau, rel_tol=1e-6)
+
+
+def snapshot(module):
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def changed(before, module):
+    return {n for n, p in module.named_parameters() if not torch.equal(before[n], p)}
+
+
+@pytest.mark.parametrize("name", FACTOR)
+def test_discriminator_step(name):
+    model = make(name)
+    opts = model.configure_optimizers(lr=1e-3, iterations=10)
+    x1, x2 = pixels_for(model, toy_images(16)).chunk(2)
+    disc, enc = model.discriminator, model.encoder
+    d0, e0 = snapshot(disc), snapshot(enc)
+    # VAE step: D's parameters are frozen inside forward and receive no gradient
+    terms = model(x1)
+    for opt in opts.main:
+        opt.zero_grad()
+    terms["loss"].backward()
+    assert all(p.grad is None for p in disc.parameters())
+    assert all(p.requires_grad for p in disc.parameters())
+    for opt in opts.main:
+        opt.step()
+    assert not changed(d0, disc)
+    assert changed(e0, enc)
+    # D step after the VAE step changed the encoder in place: no autograd error, no encoder grad
+    e1 = snapshot(enc)
+    for opt in opts.main:
+        opt.zero_grad(set_to_none=True)
+    d_terms = model.discriminator_loss(terms["codes"], x2)
+    opts.discriminator.zero_grad()
+    d_terms["loss"].backward()
+    assert all(p.grad is None for p in model.parameters() if p not in set(disc.parameters()))
+    opts.discriminator.step()
+    assert changed(d0, disc) == set(d0)
+    assert not changed(e1, enc)
+
+
+def test_tc_gradient_reaches_encoder_not_discriminator():
+    model = make("factorqvae")
+    x = pixels_for(model, toy_images(8))
+    _, codes = model._losses(x)
+    tc = tc_estimate(model.discriminator, codes)
+    logits = model.discriminator(codes.detach().flatten(1))
+    assert torch.allclose(tc, (logits[:, 0] - logits[:, 1]).mean())
+    model.zero_grad()
+    tc.backward()
+    assert all(p.grad is None for p in model.discriminator.parameters())
+    assert model.latent.codebook.grad.abs().sum() > 0
+    assert all(p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+def test_discriminator_loss_is_the_safe_form():
+    torch.manual_seed(0)
+    disc = TCDiscriminator(12, width=16, depth=2)
+    codes = torch.softmax(torch.randn(6, 3, 4), -1).requires_grad_()
+    other = torch.softmax(torch.randn(6, 3, 4), -1)
+    torch.manual_seed(1)
+    terms = discriminator_terms(disc, codes, other)
+    torch.manual_seed(1)
+    perm = ops.permute_dims(other)
+    d_real, d_perm = disc(codes.detach().flatten(1)), disc(perm.flatten(1))
+    zeros, ones = torch.zeros(6, dtype=torch.long), torch.ones(6, dtype=torch.long)
+    expected = 0.5 * (F.cross_entropy(d_real, zeros) + F.cross_entropy(d_perm, ones))
+    assert torch.allclose(terms["loss"], expected)
+    terms["loss"].backward()
+    assert codes.grad is None
+    assert all(p.grad is not None for p in disc.parameters())
+
+
+def test_tc_discriminator_size():
+    disc = TCDiscriminator(768)
+    linears = [m for m in disc.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 6
+    assert sum(p.numel() for p in disc.parameters()) == 4_775_002  # ~4.78M (spec §3)
+    assert abs(linears[1].weight.std().item() - 0.02) < 1e-3
+    assert all(torch.all(m.bias == 0) for m in linears)
+
+
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_dalle_backbone_size_and_init():
+    encoder, decoder = build_backbone("dalle", 3, 64, 12, 12)
+    total = count(encoder) + count(decoder)
+    assert abs(total - 22.0e6) / 22.0e6 < 0.005, total
+    assert abs(count(encoder.convs) - 2.30e6) / 2.30e6 < 0.005
+    assert encoder.mlp[2].weight.shape == (128, 131072)
+    assert abs(encoder.mlp[2].weight.std().item() - 0.02) < 1e-3
+    assert abs(count(decoder) - 2.9e6) / 2.9e6 < 0.02
+
+
+def test_dalle_forward_and_codebook_init():
+    model = build_model("factorqvae", in_channels=3, image_size=32, num_latents=L, **SMALL_DISC)
+    assert model.arch == "dalle" and model.pixels == "centered"
+    x = pixels_for(model, toy_images(2))
+    terms = model(x)
+    terms["loss"].backward()
+    assert model.reconstruct(x).shape == x.shape
+    # the codebook keeps N(0, 1), not the backbone's N(0, 0.02)
+    assert model.latent.codebook.std() > 0.3
+
+
+def test_qlae_arch_at_64():
+    model = build_model("qlae_hsu2023", in_channels=3, image_size=64, num_latents=12)
+    assert model.arch == "qlae" and model.pixels == "unit"
+    assert model.decoder.const.shape == (256, 4, 4)
+    x = toy_images(2, 64)
+    assert model.reconstruct(x).shape == (2, 3, 64, 64)
+
+
+def test_qlae_parameter_labelling():
+    model = make("qlae_hsu2023")
+    model = build_model("qlae_hsu2023", in_channels=3, image_size=32, num_latents=L)
+    reg, unreg = decay_groups(model)
+    names = {n for n, _ in model.named_parameters()}
+    assert set(reg) | set(unreg) == names and not set(reg) & set(unreg)
+    assert all(n.endswith("bias") or n.startswith("latent.") for n in unreg)
+    assert "latent.codebook" in unreg
+    assert "decoder.const" in reg
+    norms = [
+        f"{n}.weight"
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.GroupNorm) and m.affine
+    ]
+    assert norms and set(norms) <= set(reg)
+    assert all(f"{n}.bias" in unreg for n in (s[: -len(".weight")] for s in norms))
+    opts = model.configure_optimizers(lr=1e-3, iterations=10)
+    adamw, adam = opts.main
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["weight_decay"] == 0.1
+    assert type(adam) is torch.optim.Adam and adam.defaults["weight_decay"] == 0
+    params = dict(model.named_parameters())
+    assert {id(p) for p in adamw.param_groups[0]["params"]} == {id(params[n]) for n in reg}
+    assert {id(p) for p in adam.param_groups[0]["params"]} == {id(params[n]) for n in unreg}
+    assert opts.schedulers == [] and opts.discriminator is None
+
+
+def test_qlae_clipping_is_elementwise_on_regularized_group():
+    model = build_model("qlae_hsu2023", in_channels=3, image_size=32, num_latents=L, arch="small")
+    reg, _ = decay_groups(model)
+    torch.manual_seed(0)
+    raw = {n: torch.randn_like(p) * 3 for n, p in model.named_parameters()}
+    for n, p in model.named_parameters():
+        p.grad = raw[n].clone()
+    model.before_optimizer_step()
+    for n, p in model.named_parameters():
+        expected = raw[n].clamp(-1, 1) if n in reg else raw[n]
+        assert torch.equal(p.grad, expected), n
+
+
+def test_qlae_codebook_gradient_closed_form():
+    model = make("qlae_hsu2023", quant_weight=0.3, commit_weight=0.05)
+    x = toy_images(8)
+    model.zero_grad()
+    model(x)["loss"].backward()
+    with torch.no_grad():
+        z = model.encoder(x)
+        values = model.latent.codebook
+        k = (z[..., None] - values).abs().argmin(-1)
+        q = values.expand(8, -1, -1).gather(-1, k[..., None]).squeeze(-1)
+        expected = torch.zeros_like(values)
+        expected.scatter_add_(1, k.T, (q - z).T)
+        expected *= 2 * 0.3 / z.numel()
+    assert torch.allclose(values.grad, expected, atol=1e-7)
+    # without the quantization term the codebook receives nothing (straight-through recon)
+    model = make("qlae_hsu2023", quant_weight=0.0)
+    model(x)["loss"].backward()
+    assert model.latent.codebook.grad is None or not model.latent.codebook.grad.any()
+
+
+def test_qlae_frozen_values_and_presets():
+    model = make("qlae_hsu2023", learn_values=False)
+    assert "latent.codebook" not in dict(model.named_parameters())
+    fq = make("qlae_factorqvae")
+    assert fq.latent.codebook.shape == (L, 16) and fq.pixels == "centered"
+    opts = fq.configure_optimizers(lr=1e-3, iterations=10)
+    assert len(opts.main) == 1 and len(opts.schedulers) == 1
+
+
+def test_mws_decomposition():
+    torch.manual_seed(0)
+    mu, sigma = torch.randn(5, 3), torch.rand(5, 3) + 0.5
+    z = mu + sigma * torch.randn(5, 3)
+    mi, tc, dwkl = mws_decomposition(z, mu, sigma, dataset_size=100)
+    log_qzx = log_normal(z, mu, sigma).sum(1)
+    log_pz = log_normal(z, torch.zeros(3), torch.ones(3)).sum(1)
+    assert torch.allclose(mi + tc + dwkl, log_qzx - log_pz, atol=1e-5)
+    for i in range(5):
+        joint = torch.stack([log_normal(z[i], mu[j], sigma[j]).sum() for j in range(5)])
+        log_qz = torch.logsumexp(joint, 0) - math.log(5 * 100)
+        assert torch.allclose(mi[i], log_qzx[i] - log_qz, atol=1e-5)
+
+
+def test_cosine_schedule_cycles():
+    for cycle, at_end in (("periodic", 1e-3), ("single", 1e-5)):
+        model = make("ae", lr_t_max=4, lr_eta_min=1e-5, lr_cycle=cycle)
+        opts = model.configure_optimizers(lr=1e-3, iterations=8)
+        lrs = []
+        for _ in range(8):
+            opts.main[0].step()
+            for s in opts.schedulers:
+                s.step()
+            lrs.append(opts.main[0].param_groups[0]["lr"])
+        assert math.isclose(lrs[3], 1e-5, rel_tol=1e-6)
+        assert math.isclose(lrs[7], at_end, rel_tol=1e-6)
+    factor = make("factorqvae")
+    opts = factor.configure_optimizers(lr=1e-3, iterations=10)
+    assert len(opts.schedulers) == 2 and opts.discriminator is not None
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="known models.*factorqvae"):
+        build_model("factorqvea", in_channels=3, image_size=32, num_latents=4)
+
+
+@pytest.mark.parametrize(
+    "name,hparams,error,match",
+    [
+        ("qlae_hsu2023", {"tau_rate": 1e-5}, TypeError, "tau_rate.*an option of.*factorqvae"),
+        ("factorqvae", {"kl_wieght": 1.0}, TypeError, "kl_wieght"),
+        ("vae", {"disc_lr": 1e-3}, TypeError, "disc_lr"),
+        ("factorqvae", {"kl_weight": -1.0}, ValueError, "kl_weight"),
+        ("factorqvae", {"repr": "mean"}, ValueError, "repr"),
+        ("vae", {"repr": "index"}, ValueError, "repr"),
+        ("qvae", {"tau_init": 0.0}, ValueError, "tau_init"),
+        ("ae", {"lr_cycle": "twice"}, ValueError, "lr_cycle"),
+        ("ae", {"weight_decay": 0.1}, ValueError, "optimizer"),
+        ("qlae_hsu2023", {"lr_t_max": 10}, ValueError, "lr_schedule"),
+        ("qlae_hsu2023", {"codebook_init": "uniform"}, ValueError, "codebook_init"),
+        ("ae", {"arch": "resnet"}, ValueError, "arch"),
+        ("ae", {"image_size": 40}, ValueError, "multiple of 16"),
+        ("ae", {"num_latents": 0}, ValueError, "num_latents"),
+    ],
+)
+def test_bad_hparams(name, hparams, error, match):
+    args = {"in_channels": 3, "image_size": 32, "num_latents": 4, "arch": "small"}
+    with pytest.raises(error, match=match):
+        build_model(name, **{**args, **hparams})
+
+
+def test_bad_input_shape():
+    model = make("ae")
+    with pytest.raises(ValueError, match="expects images"):
+        model(torch.zeros(2, 1, 32, 32))
+
+
+def test_published_settings_build():
+    models = {m for m, _ in PUBLISHED}
+    assert models == set(MODELS)
+    for (name, dataset), entry in PUBLISHED.items():
+        assert set(entry["hparams"]) <= set(hparam_names(name)), (name, dataset)
+        assert entry["num_latents"] in (10, 12, 14, 18)
+        if dataset == "shapes3d":
+            build_model(name, in_channels=3, image_size=32, num_latents=4, arch="small",
+                        **entry["hparams"])  # fmt: skip
+    ref = published("factorqvae", "shapes3d")
+    assert (ref["batch_size"], ref["iterations"]) == (512, 50_000)
+    assert ref["hparams"]["kl_weight"] == 1e-3 and ref["hparams"]["gamma"] == 1e-4
+    assert ref["hparams"]["tau_rate"] == 2e-5 and not ref["untuned"]
+    clean = published("qvae", "isaac3d", preset="clean")
+    assert clean["hparams"]["tau_rate"] == 1 / 100_000
+    assert clean["hparams"]["lr_cycle"] == "single" and clean["hparams"]["lr_t_max"] == 100_000
+    assert published("factorqvae", "dsprites")["untuned"]
+    assert published("qlae_hsu2023", "mpi3d")["hparams"]["weight_decay"] == 0.001
+    with pytest.raises(ValueError, match="no published settings"):
+        published("factorqvae", "celeba")
