@@ -424,3 +424,37 @@ def test_published_settings_build():
     assert published("qlae_hsu2023", "mpi3d")["hparams"]["weight_decay"] == 0.001
     with pytest.raises(ValueError, match="no published settings"):
         published("factorqvae", "celeba")
+
+
+def test_devae_stage_chain_and_loss():
+    model = make("devae", betas=[1.0, 2.0, 4.0], scale=0.5, recon="gaussian")
+    x = toy_images(4)
+    first = model.stages(x)
+    assert all(torch.equal(mu, first[0][0]) for mu, _ in first), "transforms start at identity"
+    with torch.no_grad():
+        model.mu_gain.normal_()
+        model.logvar_shift.normal_()
+    (mu0, lv0), (mu1, lv1), (mu2, lv2) = model.stages(x)
+    g, s = model.mu_gain.detach(), model.logvar_shift.detach()
+    assert torch.allclose(mu1, mu0 * g[0].exp()) and torch.allclose(lv1, lv0 + s[0])
+    assert torch.allclose(mu2, mu1 * g[1].exp()) and torch.allclose(lv2, lv1 + s[1])
+    torch.manual_seed(3)
+    terms = model(x)
+    torch.manual_seed(3)
+    expected = 0.0
+    for k, (beta, (mu, lv)) in enumerate(zip((1.0, 2.0, 4.0), model.stages(x))):
+        z = mu + torch.randn_like(mu) * (0.5 * lv).exp()
+        logits = model.decoder(torch.cat([z, model.stage_embedding.weight[k].expand(4, -1)], 1))
+        recon = (torch.sigmoid(logits) - x).pow(2).sum() / 4
+        kl = (0.5 * (mu**2 + lv.exp() - lv - 1)).mean(0).sum()
+        expected = expected + 0.5**k * (recon + beta * kl)
+    assert torch.allclose(terms["loss"], expected, rtol=1e-5)
+    assert torch.equal(model.representation(x), model.stages(x)[0][0].detach())
+
+
+def test_dlib_arch_at_64():
+    model = build_model("devae", in_channels=1, image_size=64, num_latents=10)
+    assert model.arch == "dlib" and model.pixels == "unit"
+    x = toy_images(2, 64, 1)
+    assert model.reconstruct(x).shape == (2, 1, 64, 64)
+    assert model.encoder.net[8].kernel_size == (4, 4)

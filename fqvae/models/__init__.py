@@ -10,6 +10,7 @@ from fqvae.models.base import DisentanglementModel, Optimizers
 from fqvae.models.betatcvae import BetaTCVAE
 from fqvae.models.bioae import BioAE
 from fqvae.models.common import OptimConfig
+from fqvae.models.devae import DeVAE
 from fqvae.models.dvae import DVAE
 from fqvae.models.factordvae import FactorDVAE
 from fqvae.models.factorqvae import FactorQVAE
@@ -33,6 +34,7 @@ MODELS: dict[str, type[DisentanglementModel]] = {
         QLAEFactorQVAE,
         QLAE,
         BetaTCVAE,
+        DeVAE,
     )
 }
 _SHAPE_ARGS = ("in_channels", "image_size", "num_latents")

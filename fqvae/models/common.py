@@ -137,6 +137,7 @@ class AutoencoderModel(DisentanglementModel):
         num_latents: int,
         arch: str,
         head_features: int,
+        decoder_features: int | None = None,
         **optim: Any,
     ) -> None:
         super().__init__()
@@ -154,7 +155,7 @@ class AutoencoderModel(DisentanglementModel):
         self.in_channels, self.image_size, self.num_latents = in_channels, image_size, num_latents
         self.arch = arch
         self.encoder, self.decoder = build_backbone(
-            arch, in_channels, image_size, head_features, num_latents
+            arch, in_channels, image_size, head_features, decoder_features or num_latents
         )
 
     def check_input(self, x: Tensor) -> None:

@@ -6,13 +6,15 @@ qlae.md §2, §4, §7; baselines.md §1).
     {"num_latents": L, "batch_size": B, "iterations": N, "lr": lr,
      "hparams": {...},      # keyword hparams for ``build_model(model, ..., **hparams)``
      "untuned": bool,       # True: no reference config exists, the Shapes3D row is reused
-     "source": str}         # "factorqvae" (ituvisionlab/FactorQVAE) or "hsu2023"
+     "source": str}         # "factorqvae" (ituvisionlab/FactorQVAE), "hsu2023" or "devae"
 
 The values are the *executed* reference behaviour (preset ``reference``): the FactorQVAE code's
 Factor* models run 50,000 batches with ``tau_rate = 2e-5``, its other models 100,000 batches
 with ``tau_rate = 1e-5``, all with a periodic cosine (T_max 50,000). :func:`published` also
 derives preset ``clean``: the same iteration counts, ``tau_rate = 1 / iterations`` and a single
-cosine cycle over the run. Hsu et al.'s models use a constant lr, so both presets agree there.
+cosine cycle over the run. Hsu et al.'s models and DeVAE use a constant lr, so both presets
+agree there. DeVAE (dSprites and Shapes3D only) follows its code's defaults: 10 latents, betas
+[1, 10, 40], Adam at 1e-4, batch 256, 300k steps (the README example; the sweeps use 200k).
 """
 
 from __future__ import annotations
@@ -137,9 +139,23 @@ def _hsu_entry(model: str, dataset: str) -> dict[str, Any]:
     }
 
 
+def _devae_entry(recon: str) -> dict[str, Any]:
+    return {
+        "num_latents": 10,
+        "batch_size": 256,
+        "iterations": 300_000,
+        "lr": 1e-4,
+        "hparams": {"betas": [1.0, 10.0, 40.0], "scale": 1.0, "recon": recon},
+        "untuned": False,
+        "source": "devae",
+    }
+
+
 PUBLISHED: dict[tuple[str, str], dict[str, Any]] = {
     **{(m, d): _factorqvae_entry(m, d) for m in _FQ_WEIGHTS for d in DATASETS},
     **{(m, d): _hsu_entry(m, d) for m in _HSU_HPARAMS for d in DATASETS},
+    ("devae", "dsprites"): _devae_entry("bernoulli"),
+    ("devae", "shapes3d"): _devae_entry("gaussian"),
 }
 
 

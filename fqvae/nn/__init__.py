@@ -6,6 +6,7 @@ from torch import nn
 
 from fqvae.nn.dalle import DalleDecoder, DalleEncoder
 from fqvae.nn.discriminator import TCDiscriminator
+from fqvae.nn.dlib import DlibDecoder, DlibEncoder
 from fqvae.nn.qlae_arch import ConvEncoder, StyleDecoder
 from fqvae.nn.small import SmallDecoder, SmallEncoder
 
@@ -14,6 +15,7 @@ ARCHS = {
     "dalle": (DalleEncoder, DalleDecoder, 4),
     "qlae": (ConvEncoder, StyleDecoder, 16),
     "small": (SmallEncoder, SmallDecoder, 16),
+    "dlib": (DlibEncoder, DlibDecoder, 16),
 }
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "ConvEncoder",
     "DalleDecoder",
     "DalleEncoder",
+    "DlibDecoder",
+    "DlibEncoder",
     "SmallDecoder",
     "SmallEncoder",
     "StyleDecoder",
@@ -30,10 +34,10 @@ __all__ = [
 
 
 def build_backbone(
-    arch: str, in_channels: int, image_size: int, head_features: int, num_latents: int
+    arch: str, in_channels: int, image_size: int, head_features: int, decoder_features: int
 ) -> tuple[nn.Module, nn.Module]:
-    """Encoder ``(B, C, S, S) -> (B, head_features)`` and decoder ``(B, num_latents) -> (B, C,
-    S, S)`` of architecture ``arch`` (``"dalle"``, ``"qlae"`` or ``"small"``)."""
+    """Encoder ``(B, C, S, S) -> (B, head_features)`` and decoder ``(B, decoder_features) ->
+    (B, C, S, S)`` of architecture ``arch`` (``"dalle"``, ``"qlae"``, ``"small"``, ``"dlib"``)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}")
     encoder_cls, decoder_cls, divisor = ARCHS[arch]
@@ -45,5 +49,5 @@ def build_backbone(
             f"got {image_size!r}"
         )
     encoder = encoder_cls(in_channels, image_size, head_features)
-    decoder = decoder_cls(num_latents, in_channels, image_size)
+    decoder = decoder_cls(decoder_features, in_channels, image_size)
     return encoder, decoder
