@@ -1,0 +1,1 @@
+"""Pure numpy renderers of the procedural datasets (no file I/O)."""
