@@ -1,0 +1,92 @@
+"""Checkpoints: atomic writes, ``weights_only`` loads, RNG state capture, disk-space checks.
+
+A checkpoint is a dict of tensors and primitive containers only (state dicts, RNG states as
+uint8 tensors, the step, the resolved config), so ``torch.load(weights_only=True)`` reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def save(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, then
+    ``os.replace``. An interrupted or failed write leaves any previous file untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save` with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The generators a training step draws from (CPU, and the current CUDA device)."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def state_bytes(*modules_or_tensors: Any) -> int:
+    """Bytes of the tensors of the given state dicts (an estimate of a checkpoint's size)."""
+    total = 0
+    stack = list(modules_or_tensors)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            total += item.numel() * item.element_size()
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return total
+
+
+def check_writable(out: str | os.PathLike, need_bytes: int = 0) -> Path:
+    """Create ``out`` and prove it is writable with ``need_bytes`` free (times two, for the
+    temporary file of an atomic write). Raises ``OSError`` with a message naming the folder."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OSError(f"output folder {out} is not writable: {exc.strerror or exc}") from exc
+    free = shutil.disk_usage(out).free
+    if free < 2 * need_bytes:
+        raise OSError(
+            f"output folder {out} has {free / 2**20:.0f} MiB free; checkpoints need about "
+            f"{2 * need_bytes / 2**20:.0f} MiB (two copies during an atomic write)"
+        )
+    return out

@@ -1,0 +1,141 @@
+"""Latent traversals and codebook-usage histograms as PNG files (Pillow and numpy only)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from fqvae.models.base import DisentanglementModel
+
+_PAD = 2
+_BACKGROUND = (255, 255, 255)
+_BAR = (52, 101, 164)
+_TEXT = (0, 0, 0)
+
+
+def to_uint8(x: torch.Tensor, pixels: str) -> np.ndarray:
+    """Model-space pixels ``(n, C, H, W)`` -> RGB uint8 ``(n, H, W, 3)`` (gray repeated)."""
+    x = x.detach().float().cpu()
+    if pixels == "centered":
+        x = x + 0.5
+    x = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return np.repeat(x, 3, axis=3) if x.shape[3] == 1 else x[..., :3]
+
+
+def tile(images: np.ndarray, pad: int = _PAD) -> np.ndarray:
+    """Rows x columns of ``(H, W, 3)`` images ``(R, C, H, W, 3)`` -> one image, white gaps."""
+    rows, cols, h, w, _ = images.shape
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            y, x = pad + r * (h + pad), pad + c * (w + pad)
+            out[y : y + h, x : x + w] = images[r, c]
+    return out
+
+
+@torch.no_grad()
+def traversal_grid(model: DisentanglementModel, x: torch.Tensor, steps: int = 10) -> np.ndarray:
+    """One row per latent: the input image, its reconstruction, then ``steps`` decodings with
+    that latent swept over ``model.traversal_values(steps)`` and the others held at the input's
+    values. ``x`` is one image ``(1, C, H, W)`` in the model's pixel convention."""
+    was_training = model.training
+    model.eval()
+    try:
+        z = model.encode_latents(x[:1])
+        values = model.traversal_values(steps).to(z)
+        latents = z.shape[1]
+        swept = z.repeat(latents * steps, 1)
+        rows = torch.arange(latents, device=z.device).repeat_interleave(steps)
+        swept[torch.arange(len(swept), device=z.device), rows] = values.reshape(-1)
+        decoded = to_uint8(model.decode_latents(swept), model.pixels)
+        fixed = to_uint8(torch.cat([x[:1], model.reconstruct(x[:1])]), model.pixels)
+    finally:
+        model.train(was_training)
+    h, w = decoded.shape[1:3]
+    grid = np.concatenate(
+        [np.broadcast_to(fixed, (latents, 2, h, w, 3)), decoded.reshape(latents, steps, h, w, 3)],
+        axis=1,
+    )
+    return tile(grid)
+
+
+def usage_counts(codes: np.ndarray, discrete: bool, num_values: int | None = None,
+                 bins: int = 20) -> np.ndarray:
+    """Histogram per latent, ``(L, K)``. Index codes: counts of each index, ``K = num_values``
+    (default: the largest index + 1). Other discrete codes (quantized values): counts of each
+    distinct value in increasing order. Continuous codes: ``bins`` equal-width bins over each
+    latent's range."""
+    codes = np.asarray(codes)
+    if not discrete:
+        return np.stack([np.histogram(c, bins=bins)[0] for c in codes.T])
+    if not np.array_equal(codes, np.round(codes)) or codes.min() < 0:
+        codes = np.stack([np.unique(c, return_inverse=True)[1] for c in codes.T], axis=1)
+    k = max(int(codes.max()) + 1, num_values or 0)
+    return np.stack([np.bincount(c.astype(np.int64), minlength=k) for c in codes.T])
+
+
+def usage_image(counts: np.ndarray, width: int = 512, row_height: int = 36) -> np.ndarray:
+    """Bar chart per latent (one row each), labelled with the latent and its number of used
+    codes, as an RGB uint8 array."""
+    latents, k = counts.shape
+    label_w, right_w = 36, 90
+    bar_w = max(1, width // k)
+    img = Image.new("RGB", (label_w + bar_w * k + right_w, latents * row_height + 4), _BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    for latent, row in enumerate(counts):
+        top = 2 + latent * row_height
+        base = top + row_height - 4
+        draw.text((4, top + row_height // 3), f"z{latent}", fill=_TEXT)
+        peak = max(int(row.max()), 1)
+        for j, count in enumerate(row):
+            height = round((row_height - 8) * count / peak)
+            if height:
+                x0 = label_w + j * bar_w
+                draw.rectangle([x0, base - height, x0 + max(bar_w - 2, 0), base], fill=_BAR)
+        draw.line([label_w, base, label_w + bar_w * k, base], fill=_TEXT)
+        used = int((row > 0).sum())
+        draw.text((label_w + bar_w * k + 6, top + row_height // 3), f"{used}/{k} used", fill=_TEXT)
+    return np.asarray(img)
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write an RGB uint8 array as PNG, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    Image.fromarray(image).save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+@torch.no_grad()
+def representation_codes(model: DisentanglementModel, images: torch.Tensor,
+                         batch_size: int = 256) -> np.ndarray:
+    """``model.representation`` of ``images`` in eval mode, ``(n, L)`` numpy."""
+    was_training = model.training
+    model.eval()
+    try:
+        codes = [model.representation(images[i : i + batch_size]).float().cpu()
+                 for i in range(0, len(images), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(codes).numpy()
+
+
+def save_figures(model: DisentanglementModel, images: torch.Tensor, out: str | os.PathLike,
+                 prefix: str = "", steps: int = 10, num_values: int | None = None
+                 ) -> dict[str, Path]:
+    """Write ``{prefix}traversals.png`` (from ``images[0]``) and ``{prefix}codebook_usage.png``
+    (codes of all ``images``; ``num_values``: the codebook size) into ``out``."""
+    out = Path(out)
+    codes = representation_codes(model, images)
+    usage = usage_image(usage_counts(codes, model.discrete, num_values))
+    return {
+        "traversals": save_png(traversal_grid(model, images[:1], steps),
+                               out / f"{prefix}traversals.png"),
+        "codebook_usage": save_png(usage, out / f"{prefix}codebook_usage.png"),
+    }

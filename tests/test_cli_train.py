@@ -1,0 +1,159 @@
+"""``fqvae train`` / ``fqvae eval``: presets resolve to explicit values, bad input fails fast
+with a clear message, and a short run trains, resumes and evaluates end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_train_tiny import single_thread  # noqa: F401
+
+from fqvae import checkpoint
+from fqvae.cli import main
+from fqvae.train import load_for_eval
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--model", "factorqvae", "--data", "toy", "--arch", "small", "--batch-size", "8",
+         "--no-progress", "--no-tensorboard", "--set", "eval.final_num_train=0"]
+
+
+def _dry(capsys, *args):
+    assert main(["train", "--dry-run", *args]) == 0
+    out, err = capsys.readouterr()
+    return json.loads(out), err
+
+
+def _fails(capsys, *args, match: str):
+    start = time.perf_counter()
+    assert main(["train", *args]) == 2
+    err = capsys.readouterr().err
+    assert "fqvae train: error:" in err and match in err, err
+    assert time.perf_counter() - start < 10  # before any data or training work
+
+
+def test_model_dataset_preset_resolves_the_published_values(capsys):
+    cfg, _ = _dry(capsys, "--preset", "factorqvae-shapes3d")
+    assert (cfg["model"]["name"], cfg["data"]["name"]) == ("factorqvae", "shapes3d")
+    assert (cfg["train"]["batch"], cfg["train"]["iterations"], cfg["model"]["latents"]) == (
+        512, 50000, 12)
+    hp = cfg["model"]["hparams"]
+    assert (hp["kl_weight"], hp["gamma"], hp["tau_rate"]) == (1e-3, 1e-4, 2e-5)
+    assert (hp["lr_t_max"], hp["lr_cycle"], cfg["model"]["arch"]) == (50000, "periodic", "dalle")
+    assert cfg["data"]["split"] == "train"
+
+
+def test_fidelity_variants_differ_for_the_single_optimizer_baselines(capsys):
+    ref, _ = _dry(capsys, "--preset", "vae-shapes3d")
+    clean, _ = _dry(capsys, "--preset", "vae-shapes3d", "--preset", "clean")
+    assert ref["train"]["iterations"] == clean["train"]["iterations"] == 100000
+    assert (ref["model"]["hparams"]["lr_t_max"], ref["model"]["hparams"]["lr_cycle"]) == (
+        50000, "periodic")
+    assert (clean["model"]["hparams"]["lr_t_max"], clean["model"]["hparams"]["lr_cycle"]) == (
+        100000, "single")
+
+
+def test_changing_iterations_derives_tau_rate_with_a_note(capsys):
+    cfg, err = _dry(capsys, "--preset", "factorqvae-shapes3d", "--steps", "1000")
+    assert cfg["model"]["hparams"]["tau_rate"] == pytest.approx(1e-3)
+    assert cfg["model"]["hparams"]["lr_t_max"] == 1000
+    assert "tau_rate = 1/iterations" in err
+    cfg, _ = _dry(capsys, "--preset", "factorqvae-shapes3d", "--steps", "1000",
+                  "--tau-rate", "2e-5")
+    assert cfg["model"]["hparams"]["tau_rate"] == 2e-5
+
+
+def test_overrides_flags_and_set(capsys):
+    cfg, _ = _dry(capsys, "--preset", "factorqvae-mpi3d", "--set", "model.hparams.gamma=0.01",
+                  "--set", "eval.metrics=dci,mig", "--lr", "3e-4", "--channels-last")
+    assert cfg["model"]["hparams"]["gamma"] == 0.01
+    assert cfg["model"]["hparams"]["kl_weight"] == 5e-5
+    assert cfg["eval"]["metrics"] == ["dci", "mig"]
+    assert cfg["train"]["lr"] == 3e-4 and cfg["system"]["channels_last"] is True
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--data", "cifar"], "unknown dataset 'cifar'"),
+    (["--preset", "factorqvae-cifar"], "unknown preset"),
+    (["--set", "train.nope=1"], "unknown config key 'train.nope'"),
+    (["--set", "train.lr"], "KEY=VALUE"),
+    (["--set", "train.batch=big"], "train.batch must be int"),
+    (["--set", "model.hparams.beta=3"], "has no hparams ['beta']"),
+    (["--steps", "0"], "train.iterations must be > 0"),
+    (["--fidelity", "exact"], "train.fidelity must be one of reference, clean"),
+    (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device"),
+    (["--preset", "factorqvae-shapes3d", "--model", "vae"], "conflicts with --preset"),
+    (["--resume"], "--resume needs --out"),
+    (["--set", "eval.metrics=dci,nope"], "eval.metrics must be a non-empty subset"),
+])
+def test_bad_command_lines_fail_fast(capsys, args, match):
+    _fails(capsys, *args, match=match)
+
+
+def test_resume_without_a_run_and_unwritable_out_fail_fast(capsys, tmp_path):
+    _fails(capsys, "--resume", "--out", str(tmp_path), match="config.json not found")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    _fails(capsys, *SMALL, "--out", str(blocker / "run"), match="not writable")
+    if torch.cuda.is_available():
+        return
+    _fails(capsys, *SMALL, "--amp", "bf16", "--out", str(tmp_path / "r"), match="CUDA")
+
+
+def test_train_resume_and_eval_end_to_end(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--steps", "4", "--out", str(out), "--log-every", "2"]) == 0
+    assert checkpoint.load(out / "checkpoint.pt")["step"] == 4
+    manifest = json.loads((out / "config.json").read_text())
+    assert manifest["config"]["model"]["latents"] == 8  # 2 x the toy set's 4 factors
+    assert manifest["config"]["model"]["hparams"]["tau_rate"] == 0.25
+    assert (out / "traversals.png").exists() and (out / "codebook_usage.png").exists()
+
+    assert main(["train", "--resume", "--out", str(out), "--steps", "6", "--no-progress"]) == 0
+    assert checkpoint.load(out / "checkpoint.pt")["step"] == 6
+    assert [r.split(",")[0] for r in (out / "log.csv").read_text().split()[1:]] == [
+        "2", "4", "6"]
+    assert main(["train", "--resume", "--out", str(out), "--lr", "0.5"]) == 2
+    assert "cannot change" in capsys.readouterr().err
+
+    rep, discrete, data_name = load_for_eval(out / "checkpoint.pt", "cpu")
+    assert (discrete, data_name, rep.pixels) == (True, "toy", "centered")
+    from fqvae.data import load
+
+    x = load("toy").batch(range(5), "cpu", pixels=rep.pixels)
+    codes = rep(x)
+    assert codes.shape == (5, 8) and not codes.dtype.is_floating_point
+
+    report = tmp_path / "metrics.json"
+    assert main(["eval", str(out / "checkpoint.pt"), "--num-train", "64", "--num-test", "32",
+                 "--metrics", "dci,infomec", "--n-jobs", "1", "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert 0 <= result["dci.disentanglement"] <= 1 and result["representation"] == "discrete"
+
+
+def test_sigterm_to_the_command_saves_a_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fqvae", "train", *SMALL, "--steps", "100000", "--log-every", "1",
+         "--out", str(out)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "log.csv").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (out / "log.csv").exists(), "training did not start"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    step = checkpoint.load(out / "checkpoint.pt")["step"]
+    assert 1 <= step < 100000
