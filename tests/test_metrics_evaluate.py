@@ -215,6 +215,32 @@ def test_evaluate_rejects_bad_arguments(kwargs: dict, match: str) -> None:
         evaluate(mixed, FactorData(), num_train=20, progress=False, **kwargs)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_evaluate_samples_on_the_encoders_device() -> None:
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mix = torch.nn.Parameter(MIX.clone())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            assert x.is_cuda
+            return x.flatten(1) @ self.mix
+
+    kw = dict(
+        metrics=("mig", "infomec", "dci"),
+        num_train=120,
+        num_test=60,
+        n_jobs=1,
+        options={"dci": {"estimator": "linear"}},
+        progress=False,
+    )
+    gpu = evaluate(Encoder().cuda(), FactorData(), **kw)
+    cpu = evaluate(Encoder(), FactorData(), **kw)
+    for key in ("mig.mig", "infomec.infom", "infomec.infoe", "dci.disentanglement"):
+        assert gpu[key] == pytest.approx(cpu[key], abs=1e-6), key
+
+
 # --------------------------------------------------------------------------------------------
 # FactorVAE score: dlib's known answers (batch 5, 3000/2000 votes, 2500 points, threshold 0)
 
@@ -337,16 +363,16 @@ def test_eval_parser_options() -> None:
 
 @pytest.fixture
 def fake_trainer(monkeypatch):
-    """Stand-ins for the trainer's ``load_for_eval`` and the data package's ``load_dataset``,
-    which other modules provide; the evaluation itself is real."""
+    """Stand-ins for the trainer's ``load_for_eval`` and the data package's ``load``, which
+    other modules provide; the evaluation itself is real."""
     calls = {}
 
     def load_for_eval(path, device):
         calls["load"] = (path, device)
         return mixed, False, "fake3"
 
-    def load_dataset(name, root=None):
-        calls["data"] = (name, root)
+    def load(name, path=None):
+        calls["data"] = (name, path)
         if name != "fake3":
             raise FileNotFoundError(f"no dataset {name}")
         return FactorData()
@@ -356,7 +382,7 @@ def fake_trainer(monkeypatch):
     monkeypatch.setitem(
         sys.modules, "fqvae.train", types.SimpleNamespace(load_for_eval=load_for_eval)
     )
-    monkeypatch.setattr(fqvae.data, "load_dataset", load_dataset, raising=False)
+    monkeypatch.setattr(fqvae.data, "load", load, raising=False)
     return calls
 
 

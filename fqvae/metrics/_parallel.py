@@ -17,6 +17,26 @@ from threadpoolctl import threadpool_limits
 
 Job = tuple[Callable[..., Any], tuple, dict]
 
+# scikit-learn hands the caller's warning filters to every job. Filters whose category lives in
+# another package (torch registers some) would make each worker import that package, so only
+# these are passed on.
+_LIGHT_PACKAGES = {"builtins", "warnings", "numpy", "scipy", "sklearn"}
+
+
+def _keep_light_filters() -> None:
+    """Drop the warning filters whose category a worker could not unpickle cheaply."""
+    kept = [f for f in warnings.filters if f[2].__module__.split(".")[0] in _LIGHT_PACKAGES]
+    warnings.resetwarnings()
+    for action, message, category, module, lineno in kept:
+        warnings.filterwarnings(
+            action,
+            getattr(message, "pattern", message) or "",
+            category,
+            getattr(module, "pattern", module) or "",
+            lineno,
+            append=True,
+        )
+
 
 def run_jobs(jobs: Sequence[Job], n_jobs: int | None, costs: Sequence[float] = ()) -> list[Any]:
     """Return ``[fn(*args, **kwargs) for fn, args, kwargs in jobs]``, in job order.
@@ -35,6 +55,7 @@ def run_jobs(jobs: Sequence[Job], n_jobs: int | None, costs: Sequence[float] = (
         if workers <= 1:
             with threadpool_limits(limits=1):
                 return [fn(*args, **kwargs) for fn, args, kwargs in jobs]
+        _keep_light_filters()
         order = sorted(range(len(jobs)), key=lambda i: -costs[i]) if costs else range(len(jobs))
         order = list(order)
         results = Parallel(n_jobs=workers)(

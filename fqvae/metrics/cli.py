@@ -52,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
     """Load the checkpoint, evaluate, print the table and write the JSON file."""
     import torch
 
-    from fqvae.data import load_dataset
+    from fqvae import data
     from fqvae.train import load_for_eval
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         representation_fn, discrete, data_name = load_for_eval(args.checkpoint, device)
         name = args.data or data_name
-        dataset = load_dataset(name, root=args.data_path)
+        dataset = data.load(name, args.data_path)
         results = evaluate(
             representation_fn,
             dataset,
