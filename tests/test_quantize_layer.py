@@ -567,3 +567,25 @@ def test_ddp_two_processes_sync_codebook(tmp_path):
 def test_top_level_exports():
     assert fqvae.ScalarQuantize is ScalarQuantize
     assert fqvae.QuantizeOutput is QuantizeOutput
+
+
+# --------------------------------------------------------------------------------------------
+# the drop-in example
+
+
+def test_drop_in_example_runs():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "drop_in_vae.py"
+    root = str(Path(fqvae.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    args = ["--steps", "5", "--log-every", "5", "--bottleneck", "both", "--threads", "1"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "== gaussian bottleneck" in proc.stdout and "== fqvae bottleneck" in proc.stdout
+    assert proc.stdout.count("held-out recon(bce)") == 2
+    assert "perplexity" in proc.stdout and "used" in proc.stdout
