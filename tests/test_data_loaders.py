@@ -215,3 +215,18 @@ def test_make_replaces_an_existing_file_only_when_complete(tmp_path, monkeypatch
         data.make("toy", target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["toy.h5"]
+
+
+def test_prepared_dsprites_cache_keeps_the_protocol(tmp_path):
+    from fqvae.data import dsprites
+
+    keep = {"scale": [0], "orientation": [0, 20], "posX": [0, 31], "posY": [7]}
+    dsprites.make(tmp_path / "d.npz", keep=keep)
+    data.prepare("dsprites", tmp_path / "d.npz", tmp_path / "cache", allow_reduced=True)
+    cached = data.load("dsprites", tmp_path / "cache")
+    direct = dsprites.load(tmp_path / "d.npz", allow_reduced=True)
+    assert cached.max_value == 1 and cached.observation_shape == (64, 64, 1)
+    assert cached.latent_factor_indices == [1, 2, 3, 4, 5]
+    assert cached.data_source == "procedural"
+    assert np.array_equal(np.asarray(cached.images), direct.images)
+    assert all(np.array_equal(a, b) for a, b in zip(cached.factor_values, direct.factor_values))

@@ -136,6 +136,7 @@ def test_object_casts_a_shadow_on_the_floor():
     assert (without[floor] - with_object[floor]).max() > 0.3
 
 
+@pytest.mark.slow
 def test_full_geometry_set(renderer):
     """Renders all 480 geometries: rotationally symmetric shapes keep their silhouette."""
     table = renderer.table

@@ -1,9 +1,11 @@
 """Factor-labelled image datasets: real-file loaders, procedural replicas and fast batching.
 
->>> from fqvae import data
->>> ds = data.load("shapes3d", "/data/3dshapes.h5")   # or $FQVAE_DATA_ROOT
->>> x = ds.batch(ds.split()[0][:64], "cuda")           # float32 (64, 3, 64, 64) in [-0.5, 0.5]
->>> data.make("shapes3d", "/data/3dshapes.h5")          # procedural replica, real layout
+Example::
+
+    from fqvae import data
+    ds = data.load("shapes3d", "/data/3dshapes.h5")  # or $FQVAE_DATA_ROOT
+    x = ds.batch(ds.split()[0][:64], "cuda")  # float32 (64, 3, 64, 64) in [-0.5, 0.5]
+    data.make("shapes3d", "/data/3dshapes.h5")  # procedural replica in the real layout
 """
 
 from fqvae.data.dataset import GroundTruthDataset, TorchView, split_indices
