@@ -179,6 +179,14 @@ def test_missing_file_names_the_path_and_the_make_command(tmp_path, monkeypatch)
         data.load("isaac3d", tmp_path)
 
 
+def test_toy_loads_in_memory_without_a_root(monkeypatch):
+    monkeypatch.delenv("FQVAE_DATA_ROOT", raising=False)
+    assert len(data.load("toy")) == 2048
+    assert len(data.load("toy", keep={"hue": [1]})) == 256
+    with pytest.raises(ValueError, match="not both"):
+        data.make("toy", "unused.h5", reduced=True, keep={"hue": [1]})
+
+
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(ValueError, match="dsprites, shapes3d, mpi3d, isaac3d, falcor3d, toy"):
         data.load("cars3d")

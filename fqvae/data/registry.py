@@ -90,12 +90,12 @@ def load(name: str, path: str | os.PathLike | None = None, **kw: Any) -> GroundT
     """Load dataset ``name`` from ``path`` (file, folder, data root or prepared cache).
 
     Without ``path`` the root is ``$FQVAE_DATA_ROOT``; ``toy`` without either is generated in
-    memory. Keyword arguments go to the dataset's loader (``allow_reduced``, ``variant``,
-    ``factor_sizes``).
+    memory (``keep=`` selects a reduced grid). Other keyword arguments go to the dataset's loader
+    (``allow_reduced``, ``variant``, ``factor_sizes``).
     """
     check_name(name)
     if name == "toy" and path is None and ENV_ROOT not in os.environ:
-        return toyset.generate(**kw)
+        return toyset.generate(kw.get("keep"))
     location = resolve(name, path, kw.get("variant", "complex"))
     if cache.is_cache(location):
         return cache.load_cache(location, name)
@@ -123,6 +123,8 @@ def make(
             f"{name} has no procedural generator; generated datasets: "
             f"{', '.join(GENERATED)} (tests use fqvae.data.write_layout_stub)"
         )
+    if reduced and "keep" in kw:
+        raise ValueError("pass either reduced=True or keep=..., not both")
     keep = _GRIDS[name] if reduced else kw.pop("keep", None)
     _MAKERS[name](out, keep=keep, seed=seed, **kw)
     return Path(out)
