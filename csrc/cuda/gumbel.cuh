@@ -1,0 +1,40 @@
+// Device math shared by the Gumbel-softmax kernels: the noise of one stream value and an
+// online (single-pass) softmax denominator.
+#pragma once
+
+#include "common.cuh"
+
+namespace fqvae_cuda {
+
+constexpr float kKlEps = 1e-10f;
+
+// g = -log(-log(u)) for u = uniform_from_u32(bits). The inner log must be accurate (u is often
+// close to 1, where -log(u) is tiny); the outer one may be fast.
+__device__ __forceinline__ float gumbel_from_bits(uint32_t bits) {
+  return -__logf(-logf(fqvae::uniform_from_u32(bits)));
+}
+
+// S = sum_k exp(s_k - m) with m the running max. add(s) returns, through `scale` and `weight`,
+// how to update any sum W = sum_k exp(s_k - m) w_k alongside: W = W * scale + weight * w.
+struct SoftmaxSum {
+  float m = -INFINITY, S = 0.f;
+  __device__ __forceinline__ void add(float s, float& scale, float& weight) {
+    const float d = s - m;
+    const float e = __expf(-fabsf(d));
+    if (d > 0.f) {
+      scale = e;
+      weight = 1.f;
+      m = s;
+    } else {
+      scale = 1.f;
+      weight = e;
+    }
+    S = S * scale + weight;
+  }
+  __device__ __forceinline__ void add(float s) {
+    float scale, weight;
+    add(s, scale, weight);
+  }
+};
+
+}  // namespace fqvae_cuda

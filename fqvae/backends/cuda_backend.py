@@ -1,0 +1,122 @@
+"""The CUDA C++ backend: hand-written kernels in ``csrc/cuda`` compiled into ``fqvae._C``.
+
+Each call makes the tensors' device current and passes its current stream to the extension, so
+the kernels are ordered with the surrounding PyTorch work. The codebook is converted to float32
+for the kernels (it is small) and its gradient cast back to the codebook's dtype.
+
+``permute_forward`` sorts each column's keys in shared memory for batches up to
+``fqvae._C.cuda_permute_max_batch`` (8192); larger batches draw the keys with the
+``cuda_random_bits`` kernel and sort them with ``torch.argsort(stable=True)`` (the same stable
+order), then gather with PyTorch indexing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_FUNCTIONS = (
+    "cuda_nearest_forward",
+    "cuda_nearest_backward",
+    "cuda_gumbel_forward",
+    "cuda_gumbel_backward",
+    "cuda_permute_forward",
+    "cuda_permute_backward",
+    "cuda_random_bits",
+)
+
+
+def _extension():
+    """The compiled ``fqvae._C`` module, or ``None`` when it is missing."""
+    try:
+        from fqvae import _C
+    except ImportError:
+        return None
+    return _C
+
+
+def available(device: torch.device) -> str | None:
+    device = torch.device(device)
+    if device.type != "cuda":
+        return f"it runs only on CUDA devices, not {device.type}"
+    ext = _extension()
+    if ext is None:
+        return "the compiled extension fqvae._C is not installed"
+    if not all(hasattr(ext, name) for name in _FUNCTIONS):
+        return "fqvae._C was built without its CUDA kernels"
+    return None
+
+
+def _call(name: str, device: torch.device, *args):
+    """Run ``fqvae._C.<name>(*args, stream)`` with ``device`` current, on its current stream."""
+    with torch.cuda.device(device):
+        stream = torch.cuda.current_stream(device).cuda_stream
+        return getattr(_extension(), name)(*args, stream)
+
+
+def _seed(seed: int) -> int:
+    return int(seed) & (2**64 - 1)
+
+
+def _offset(offset: int) -> int:
+    return int(offset) & 0xFFFFFFFF
+
+
+def nearest_forward(z, codebook, index_dtype):
+    return _call("cuda_nearest_forward", z.device, z, codebook, index_dtype)
+
+
+def nearest_backward(grad_q, coef_z, coef_c, z, codebook, idx):
+    return _call("cuda_nearest_backward", z.device, grad_q, coef_z, coef_c, z, codebook, idx)
+
+
+def gumbel_forward(z, codebook, tau, seed, offset, hard, return_probs):
+    value, idx, kl, probs = _call(
+        "cuda_gumbel_forward",
+        z.device,
+        z,
+        codebook,
+        float(tau),
+        _seed(seed),
+        _offset(offset),
+        bool(hard),
+        bool(return_probs),
+    )
+    return value, idx, kl, probs if return_probs else None
+
+
+def gumbel_backward(grad_value, grad_kl, grad_probs, z, codebook, tau, seed, offset):
+    return _call(
+        "cuda_gumbel_backward",
+        z.device,
+        grad_value,
+        grad_kl,
+        grad_probs,
+        z,
+        codebook,
+        float(tau),
+        _seed(seed),
+        _offset(offset),
+    )
+
+
+def permute_forward(x, seed, offset):
+    batch, columns = x.shape[0], x.shape[1]
+    if batch <= _extension().cuda_permute_max_batch:
+        return _call("cuda_permute_forward", x.device, x, _seed(seed), _offset(offset))
+    keys = random_bits(columns, batch, seed, offset, x.device)
+    perm = torch.argsort(keys, dim=1, stable=True).T.contiguous()
+    return x[perm, torch.arange(columns, device=x.device)], perm
+
+
+def permute_backward(grad, perm):
+    return _call("cuda_permute_backward", grad.device, grad.contiguous(), perm)
+
+
+def random_bits(rows, cols, seed, offset, device):
+    device = torch.device(device)
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return _call(
+        "cuda_random_bits", device, int(rows), int(cols), _seed(seed), _offset(offset), device.index
+    )
