@@ -12,6 +12,8 @@
 
 namespace fqvae_cuda {
 
+__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 // ----------------------------------------------------------------------------- element types
 
 template <typename T>
@@ -220,7 +222,5 @@ __device__ __forceinline__ void stage_codebook(const float* __restrict__ cb, int
                                                int64_t stride, float* s_cb) {
   for (int64_t i = threadIdx.x; i < C * K; i += blockDim.x) s_cb[(i / K) * stride + i % K] = cb[i];
 }
-
-__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace fqvae_cuda
