@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -17,14 +18,24 @@ def device_of(t: torch.Tensor) -> contextlib.AbstractContextManager:
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
-def tile(m: int, d: int, k_pad: int, elems: int) -> tuple[int, int]:
-    """``(BM, BD)`` for a ``[BM, BD, k_pad]`` tile of at most ``elems`` values over ``(m, d)``.
+def tile(m: int, d: int, k_pad: int, per_thread: int) -> tuple[int, int, int]:
+    """``(BM, BD, num_warps)`` for ``[k_pad, BM, BD]`` tiles holding ``per_thread`` codes a thread.
 
-    ``BD`` covers up to 16 latents (all of them when ``d`` is small); ``BM`` fills the rest.
+    Triton's default layout spreads threads over the trailing (element) axes first, so with at
+    least one thread per element each thread keeps its elements' whole code axis in registers and
+    reductions over codes need no shuffles. Codes beyond ``per_thread`` go to one warp whose lanes
+    split the code axis (reductions stay inside the warp). The interpreter has no layouts and runs
+    programs one after another, so there tiles are as large as for 256 codes a thread.
     """
-    bd = min(next_pow2(d), 16, max(1, elems // k_pad))
-    bm = min(max(1, elems // (bd * k_pad)), next_pow2(m))
-    return bm, bd
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        per_thread = max(per_thread, 256)
+    if k_pad <= per_thread:
+        warps, elems = 4, 128 * (per_thread // k_pad)
+    else:
+        warps, elems = 1, max(1, 32 * per_thread // k_pad)
+    bd = min(next_pow2(d), elems)
+    bm = min(elems // bd, next_pow2(m))
+    return bm, bd, max(1, min(warps, bm * bd // 32))
 
 
 def canonical(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, int, int]:

@@ -2,8 +2,9 @@
 
 Layouts: ``z`` is a contiguous ``(M, D)`` tensor (fp16/bf16/fp32) whose column ``d`` uses
 codebook row ``d`` of a contiguous ``(D, K)`` codebook (a global codebook is handled by viewing
-``z`` as ``(N, 1)``). A program owns a ``[BM, BD]`` tile of ``z`` and holds the ``[BD, K_PAD]``
-codebook rows in registers; distances live in a ``[BM, BD, K_PAD]`` tile, padded codes at +inf.
+``z`` as ``(N, 1)``). A program owns a ``[BM, BD]`` tile of ``z`` and holds the ``[K_PAD, BD]``
+codebook columns in registers; distances live in a ``[K_PAD, BM, BD]`` tile (codes leading, so
+each thread reduces its elements' codes in registers), padded codes at +inf.
 Reductions are deterministic: per-program partial sums, then a fixed-order ``torch.sum``.
 """
 
@@ -15,15 +16,15 @@ import triton.language as tl
 
 from ._utils import canonical, device_of, next_pow2, tile
 
-FWD_ELEMS = 4096
-BWD_ELEMS = 4096
+FWD_CODES_PER_THREAD = 64
+BWD_CODES_PER_THREAD = 32
 MAX_PARTIALS = 1024
 
 
 @triton.jit
 def _nearest_fwd_kernel(
     z_ptr,
-    cb_ptr,
+    cbt_ptr,
     q_ptr,
     idx_ptr,
     sse_ptr,
@@ -34,24 +35,25 @@ def _nearest_fwd_kernel(
     BD: tl.constexpr,
     K_PAD: tl.constexpr,
 ):
-    """q, idx: ``(M, D)``; sse_ptr: one fp32 partial sum of ``(z - q)^2`` per program."""
+    """q, idx: ``(M, D)``; cbt: the ``(K, D)`` transposed codebook; sse_ptr: one fp32 partial
+    sum of ``(z - q)^2`` per program."""
     m = tl.program_id(0).to(tl.int64) * BM + tl.arange(0, BM)
     d = tl.program_id(1) * BD + tl.arange(0, BD)
     k = tl.arange(0, K_PAD)
     valid = (m[:, None] < M) & (d[None, :] < D)
     offs = m[:, None] * D + d[None, :]
     z = tl.load(z_ptr + offs, mask=valid, other=0.0).to(tl.float32)
-    cb_mask = (d[:, None] < D) & (k[None, :] < K)
-    cb = tl.load(cb_ptr + d[:, None] * K + k[None, :], mask=cb_mask, other=0.0).to(tl.float32)
+    cb_mask = (k[:, None] < K) & (d[None, :] < D)
+    cb = tl.load(cbt_ptr + k[:, None] * D + d[None, :], mask=cb_mask, other=0.0).to(tl.float32)
 
-    diff = z[:, :, None] - cb[None, :, :]
-    dist = tl.where((k < K)[None, None, :], diff * diff, float("inf"))
-    best = tl.min(dist, axis=2)
-    idx = tl.min(tl.where(dist == best[:, :, None], k[None, None, :], K_PAD), axis=2)
+    diff = z[None, :, :] - cb[:, None, :]
+    dist = tl.where((k < K)[:, None, None], diff * diff, float("inf"))
+    best = tl.min(dist, axis=0)
+    idx = tl.min(tl.where(dist == best[None, :, :], k[:, None, None], K_PAD), axis=0)
     finite = tl.abs(z) < float("inf")
     idx = tl.where(finite & (idx < K), idx, 0)
 
-    code = tl.load(cb_ptr + d[None, :] * K + idx, mask=valid, other=0.0).to(tl.float32)
+    code = tl.load(cbt_ptr + idx * D + d[None, :], mask=valid, other=0.0).to(tl.float32)
     code = tl.where(finite, code, float("nan"))
     err = z - code
     sse = tl.sum(tl.sum(tl.where(valid, err * err, 0.0), axis=1), axis=0)
@@ -67,7 +69,7 @@ def _nearest_bwd_kernel(
     coef_z_ptr,
     coef_c_ptr,
     z_ptr,
-    cb_ptr,
+    cbt_ptr,
     idx_ptr,
     gz_ptr,
     gc_part_ptr,
@@ -81,30 +83,32 @@ def _nearest_bwd_kernel(
 ):
     """gz ``(M, D)``; gc_part ``(programs_m, D, K)`` fp32 partial codebook gradients.
 
-    Program ``(p, j)`` walks the row blocks ``p, p + P, ...`` of latent block ``j``.
+    Program ``(p, j)`` walks the row blocks ``p, p + P, ...`` of latent block ``j``, accumulating
+    one-hot contributions elementwise and reducing over rows once at the end.
     """
     pid_m = tl.program_id(0)
     d = tl.program_id(1) * BD + tl.arange(0, BD)
     k = tl.arange(0, K_PAD)
     coef_z = tl.load(coef_z_ptr).to(tl.float32)
     coef_c = tl.load(coef_c_ptr).to(tl.float32)
-    acc = tl.zeros([BD, K_PAD], dtype=tl.float32)
+    acc = tl.zeros([K_PAD, BM, BD], dtype=tl.float32)
     for mb in range(pid_m, tl.cdiv(M, BM), tl.num_programs(0)):
         m = tl.cast(mb, tl.int64) * BM + tl.arange(0, BM)
         valid = (m[:, None] < M) & (d[None, :] < D)
         offs = m[:, None] * D + d[None, :]
         z = tl.load(z_ptr + offs, mask=valid, other=0.0).to(tl.float32)
         idx = tl.load(idx_ptr + offs, mask=valid, other=0).to(tl.int32)
-        code = tl.load(cb_ptr + d[None, :] * K + idx, mask=valid, other=0.0).to(tl.float32)
+        code = tl.load(cbt_ptr + idx * D + d[None, :], mask=valid, other=0.0).to(tl.float32)
         gz = coef_z * (z - code)
         if HAS_GQ:
             gz = gz + tl.load(gq_ptr + offs, mask=valid, other=0.0).to(tl.float32)
         tl.store(gz_ptr + offs, gz.to(gz_ptr.dtype.element_ty), mask=valid)
         v = tl.where(valid, coef_c * (code - z), 0.0)
-        onehot = tl.where(idx[:, :, None] == k[None, None, :], 1.0, 0.0)
-        acc += tl.sum(onehot * v[:, :, None], axis=0)
-    out = gc_part_ptr + (pid_m * D + d[:, None]) * K + k[None, :]
-    tl.store(out, acc, mask=(d[:, None] < D) & (k[None, :] < K))
+        onehot = tl.where(idx[None, :, :] == k[:, None, None], 1.0, 0.0)
+        acc += onehot * v[None, :, :]
+    part = tl.sum(acc, axis=1)
+    out = gc_part_ptr + (pid_m * D + d[None, :]) * K + k[:, None]
+    tl.store(out, part, mask=(k[:, None] < K) & (d[None, :] < D))
 
 
 def nearest_forward(
@@ -113,16 +117,28 @@ def nearest_forward(
     """``(q, idx, sse)`` for ``(M, D)`` ``z`` and a ``(D, K)`` or ``(1, K)`` codebook."""
     shape = z.shape
     z2, m, d = canonical(z, codebook)
-    cb = codebook.contiguous()
-    k = cb.shape[1]
+    k = codebook.shape[1]
     k_pad = next_pow2(k)
-    bm, bd = tile(m, d, k_pad, FWD_ELEMS)
+    bm, bd, warps = tile(m, d, k_pad, FWD_CODES_PER_THREAD)
     grid = (triton.cdiv(m, bm), triton.cdiv(d, bd))
     q = torch.empty_like(z2)
     idx = torch.empty(z2.shape, dtype=index_dtype, device=z.device)
     partial = torch.empty(grid[0] * grid[1], dtype=torch.float32, device=z.device)
     with device_of(z2):
-        _nearest_fwd_kernel[grid](z2, cb, q, idx, partial, m, d, k, BM=bm, BD=bd, K_PAD=k_pad)
+        _nearest_fwd_kernel[grid](
+            z2,
+            codebook.T.contiguous(),
+            q,
+            idx,
+            partial,
+            m,
+            d,
+            k,
+            BM=bm,
+            BD=bd,
+            K_PAD=k_pad,
+            num_warps=warps,
+        )
     return q.reshape(shape), idx.reshape(shape), partial.sum()
 
 
@@ -137,10 +153,9 @@ def nearest_backward(
     """``(gz, gc)``: ``gz`` like ``z``, ``gc`` like ``codebook`` (see the backend contract)."""
     shape = z.shape
     z2, m, d = canonical(z, codebook)
-    cb = codebook.contiguous()
-    k = cb.shape[1]
+    k = codebook.shape[1]
     k_pad = next_pow2(k)
-    bm, bd = tile(m, d, k_pad, BWD_ELEMS)
+    bm, bd, warps = tile(m, d, k_pad, BWD_CODES_PER_THREAD)
     blocks_d = triton.cdiv(d, bd)
     programs_m = min(triton.cdiv(m, bm), max(1, MAX_PARTIALS // blocks_d))
     gz = torch.empty_like(z2)
@@ -152,7 +167,7 @@ def nearest_backward(
             coef_z.reshape(1),
             coef_c.reshape(1),
             z2,
-            cb,
+            codebook.T.contiguous(),
             idx.contiguous(),
             gz,
             part,
@@ -163,5 +178,6 @@ def nearest_backward(
             BD=bd,
             K_PAD=k_pad,
             HAS_GQ=grad_q is not None,
+            num_warps=warps,
         )
     return gz.reshape(shape), part.sum(0).to(codebook.dtype)

@@ -69,11 +69,18 @@ def interleave4(x0, x1, x2, x3, SHAPE: tl.constexpr):
 @triton.jit
 def random_u32_block(r, seed_lo, seed_hi, offset, N_PAD: tl.constexpr):
     """``random_u32(r, c)`` for ``c = 0..N_PAD-1``: ``r`` is an int64 ``[A, B]`` tile, the result
-    a uint32 ``[A, B, N_PAD]`` tile (``N_PAD`` a power of two >= 4). One Philox call per 4 lanes."""
-    G: tl.constexpr = N_PAD // 4
-    group = tl.arange(0, G).to(tl.uint32)
-    x0, x1, x2, x3 = random_u32x4(r[:, :, None], group[None, None, :], seed_lo, seed_hi, offset)
-    return interleave4(x0, x1, x2, x3, [r.shape[0], r.shape[1], N_PAD])
+    a uint32 ``[N_PAD, A, B]`` tile (``N_PAD`` a power of two >= 4), ``c`` on the leading axis.
+
+    One Philox call per four values: the lanes of ``[N_PAD / 4, A, B]`` counters are joined on
+    two trailing axes and moved next to the group axis, so value ``c = 4g + j`` is lane ``j`` of
+    group ``g``.
+    """
+    A: tl.constexpr = r.shape[0]
+    B: tl.constexpr = r.shape[1]
+    group = tl.arange(0, N_PAD // 4).to(tl.uint32)
+    x0, x1, x2, x3 = random_u32x4(r[None, :, :], group[:, None, None], seed_lo, seed_hi, offset)
+    lanes = tl.join(tl.join(x0, x1), tl.join(x2, x3))
+    return tl.reshape(tl.permute(lanes, 0, 4, 3, 1, 2), [N_PAD, A, B])
 
 
 @triton.jit
