@@ -142,14 +142,14 @@ def test_empty_inputs_give_empty_outputs(per_dim):
     cb = _codebook(8, rows=5 if per_dim else None).requires_grad_()
     near = ops.quantize_nearest(z, cb, 1, quant_weight=1.0, commit_weight=1.0)
     assert near.quantized.shape == (0, 5) and near.indices.shape == (0, 5)
-    assert near.loss.dim() == 0 and float(near.loss) == 0.0
+    assert near.loss.dim() == 0 and near.loss.item() == 0.0
     gz, gc = torch.autograd.grad(near.quantized.sum() + near.loss, [z, cb])
     assert gz.shape == z.shape and not gc.any()
 
     gum = ops.quantize_gumbel(z, cb, 1, seed=0, return_probs=True)
     assert gum.value.shape == (0, 5) and gum.indices.shape == (0, 5)
     assert gum.probs.shape == (0, 5, 8)
-    assert float(gum.kl) == 0.0
+    assert gum.kl.item() == 0.0
     gz, gc = torch.autograd.grad(gum.value.sum() + gum.kl, [z, cb])
     assert gz.shape == z.shape and not gc.any()
 

@@ -303,6 +303,17 @@ def test_usage_and_perplexity(codebook, mode):
     assert 1.0 <= float(out.perplexity) <= 8.0
 
 
+@pytest.mark.parametrize("mode", ["nearest", "gumbel"])
+def test_empty_batch(mode):
+    q = ScalarQuantize(8, 4, codebook="per_dim", mode=mode)
+    z = torch.empty(0, 4, requires_grad=True)
+    out = q(z)
+    assert out.quantized.shape == (0, 4) and out.indices.shape == (0, 4)
+    assert out.usage.sum().item() == 0 and out.perplexity.item() == 1.0
+    assert out.loss.item() == 0.0
+    (out.quantized.sum() + out.loss).backward()
+
+
 def test_output_fields_and_extra_repr():
     q = ScalarQuantize(10, 4, codebook="per_dim")
     out = q(_randn(3, 4))
