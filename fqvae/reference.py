@@ -147,7 +147,8 @@ def quantize_nearest(
     q = torch.where(torch.isfinite(zf), q, torch.nan)
     quant = _mean((zf.detach() - q) ** 2)
     commit = _mean((zf - q.detach()) ** 2)
-    quantized = (zf + (q - zf).detach()).to(z.dtype).movedim(-1, dim)
+    # exactly the codebook value forward (z - sg(z) is 0), identity gradient to z backward
+    quantized = (q.detach() + (zf - zf.detach())).to(z.dtype).movedim(-1, dim)
     loss = quant_weight * quant + commit_weight * commit
     return NearestResult(quantized, index.to(index_dtype).movedim(-1, dim), loss)
 

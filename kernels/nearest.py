@@ -57,8 +57,8 @@ def _nearest_fwd_kernel(
     code = tl.where(finite, code, float("nan"))
     err = z - code
     sse = tl.sum(tl.sum(tl.where(valid, err * err, 0.0), axis=1), axis=0)
-    # Straight-through forward value, rounded exactly like the reference's z + (q - z).
-    tl.store(q_ptr + offs, (z + (code - z)).to(q_ptr.dtype.element_ty), mask=valid)
+    # Straight-through forward value: exactly the codebook value (NaN for non-finite z).
+    tl.store(q_ptr + offs, code.to(q_ptr.dtype.element_ty), mask=valid)
     tl.store(idx_ptr + offs, idx.to(idx_ptr.dtype.element_ty), mask=valid)
     tl.store(sse_ptr + tl.program_id(0) * tl.num_programs(1) + tl.program_id(1), sse)
 
