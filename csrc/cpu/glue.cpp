@@ -1,0 +1,55 @@
+#include "glue.h"
+
+#include <ATen/ops/empty.h>
+
+namespace fqvae::cpu {
+
+IndexType index_type(at::ScalarType type) {
+  switch (type) {
+    case at::kByte:
+      return IndexType::kU8;
+    case at::kShort:
+      return IndexType::kI16;
+    case at::kInt:
+      return IndexType::kI32;
+    case at::kLong:
+      return IndexType::kI64;
+    default:
+      TORCH_CHECK(false, "index dtype must be uint8, int16, int32 or int64, got ", type);
+  }
+}
+
+at::Tensor tile_codebook(const at::Tensor& codebook, at::ScalarType acc) {
+  const int64_t rows = codebook.size(0), width = rows + kLanes;
+  const at::Tensor cbt = codebook.to(acc).t();  // (K, C)
+  return cbt.repeat({1, (width + rows - 1) / rows}).narrow(1, 0, width).contiguous();
+}
+
+at::Tensor fold_codebook_partials(const std::vector<double>& partials, int64_t groups,
+                                  int64_t rows, int64_t K, double scale, at::ScalarType dtype) {
+  const int64_t width = rows + kLanes, cells = K * width;
+  std::vector<double> total(static_cast<size_t>(rows * K), 0.0);
+  for (int64_t g = 0; g < groups; ++g) {
+    const double* part = partials.data() + g * cells;
+    for (int64_t k = 0; k < K; ++k) {
+      for (int64_t j = 0; j < width; ++j) total[(j % rows) * K + k] += part[k * width + j];
+    }
+  }
+  at::Tensor out = at::empty({rows, K}, at::TensorOptions().dtype(at::kDouble));
+  double* o = out.data_ptr<double>();
+  for (int64_t i = 0; i < rows * K; ++i) o[i] = scale * total[i];
+  return out.to(dtype);
+}
+
+double sum_in_order(const std::vector<double>& partials) {
+  double total = 0.0;
+  for (double p : partials) total += p;
+  return total;
+}
+
+void check_cpu(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor, got ", t.device());
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+}  // namespace fqvae::cpu

@@ -1,0 +1,54 @@
+// Torch-facing helpers shared by the CPU kernels: dtype dispatch, ISA dispatch, codebook layout.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <vector>
+
+#include "common.h"
+
+namespace fqvae::cpu {
+
+// Calls f(S{}) with S the storage type of `type` (float, double, Half, BFloat16).
+template <class F>
+decltype(auto) dispatch_storage(at::ScalarType type, const char* name, F&& f) {
+  switch (type) {
+    case at::kFloat:
+      return f(float{});
+    case at::kDouble:
+      return f(double{});
+    case at::kHalf:
+      return f(Half{});
+    case at::kBFloat16:
+      return f(BFloat16{});
+    default:
+      TORCH_CHECK(false, name, ": unsupported dtype ", type);
+  }
+}
+
+IndexType index_type(at::ScalarType type);
+
+// The codebook laid out for tiles: ext[k][j] = codebook[j % C][k] for j < C + kLanes, in the
+// accumulate dtype `acc`. A tile starting at flat element r0 reads its lane values contiguously
+// from ext + r0 % C (row stride C + kLanes). Shape (K, C + kLanes).
+at::Tensor tile_codebook(const at::Tensor& codebook, at::ScalarType acc);
+
+// Sums per-group (C, K) partials laid out like tile_codebook (K, C + kLanes) into a (C, K)
+// tensor of `dtype`, folding columns j onto rows j % C and adding groups in order.
+at::Tensor fold_codebook_partials(const std::vector<double>& partials, int64_t groups,
+                                  int64_t rows, int64_t K, double scale, at::ScalarType dtype);
+
+// Sum of per-group scalars in group order.
+double sum_in_order(const std::vector<double>& partials);
+
+// Runs fn(args, g_begin, g_end) over groups [0, count) in parallel.
+template <class Args>
+void run_groups(void (*fn)(const Args&, int64_t, int64_t), const Args& args, int64_t count) {
+  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) { fn(args, begin, end); });
+}
+
+void check_cpu(const at::Tensor& t, const char* name);
+
+}  // namespace fqvae::cpu

@@ -1,0 +1,256 @@
+// Nearest scalar quantization: argmin_k (z - c_k)^2 per element, and its backward.
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+
+#include <atomic>
+#include <limits>
+#include <vector>
+
+#include "glue.h"
+#include "ops.h"
+#include "simd.h"
+
+namespace fqvae::cpu {
+namespace {
+
+struct Layout {
+  int64_t n;       // elements of z
+  int64_t rows;    // codebook rows C: element r uses row r % C
+  int K;           // codebook size
+  int64_t stride;  // row stride of the tiled codebook, C + kLanes
+  Groups groups;
+};
+
+struct ForwardArgs {
+  Layout L;
+  const void* z;    // (N,) storage S
+  const void* ext;  // tiled codebook (K, C + kLanes), Acc<S>
+  void* q;          // (N,) storage S
+  void* idx;        // (N,) index dtype
+  IndexType idx_type;
+  double* sse;  // (groups,)
+};
+
+struct BackwardArgs {
+  Layout L;
+  const void* grad_q;  // (N,) storage S, or null
+  const void* z;
+  const void* ext;
+  const void* idx;
+  IndexType idx_type;
+  double coef_z;
+  void* gz;         // (N,) storage S
+  double* gc;       // (groups, K, C + kLanes): per-group sums of q - z
+  std::atomic<bool>* bad_index;  // set when an index is outside [0, K)
+};
+
+template <class Isa, class S>
+FQVAE_INLINE void forward_body(const ForwardArgs& a, int64_t g_begin, int64_t g_end) {
+  using A = Acc<S>;
+  using V = VecOf<Isa, A>;
+  constexpr int P = kParts<V>, n = kCount<V>;
+  const Layout& L = a.L;
+  const S* z = static_cast<const S*>(a.z);
+  const A* ext = static_cast<const A*>(a.ext);
+  S* q = static_cast<S*>(a.q);
+  const V nan = splat<V>(std::numeric_limits<A>::quiet_NaN());
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    LaneSums<V> sse;
+    for (int64_t t = L.groups.begin(g); t < L.groups.end(g); ++t) {
+      const int64_t r0 = t * kLanes;
+      const int valid = static_cast<int>(std::min<int64_t>(kLanes, L.n - r0));
+      const A* cb = ext + r0 % L.rows;
+      V zt[P], best_d[P], best_c[P], best_k[P], out[P], err[P];
+      load_tile(z + r0, valid, zt);
+      for (int h = 0; h < P; ++h) {
+        const V c = loadu<V>(cb + h * n);
+        const V d = zt[h] - c;
+        best_d[h] = d * d;
+        best_c[h] = c;
+        best_k[h] = V{};
+      }
+      for (int k = 1; k < L.K; ++k) {
+        const A* ck = cb + k * L.stride;
+        const V kv = splat<V>(static_cast<A>(k));
+        for (int h = 0; h < P; ++h) {
+          const V c = loadu<V>(ck + h * n);
+          const V d = zt[h] - c;
+          const V d2 = d * d;
+          const auto better = d2 < best_d[h];  // strict: ties keep the lowest index
+          best_d[h] = better ? d2 : best_d[h];
+          best_c[h] = better ? c : best_c[h];
+          best_k[h] = better ? kv : best_k[h];
+        }
+      }
+      for (int h = 0; h < P; ++h) {
+        const auto finite = zt[h] - zt[h] == V{};
+        const V qv = finite ? best_c[h] : nan;
+        const V e = zt[h] - qv;
+        out[h] = qv + (zt[h] - zt[h]);  // as the reference: exactly q, NaN for non-finite z
+        err[h] = valid == kLanes ? e * e : (lanes_below<V>(h, valid) ? e * e : V{});
+        best_k[h] = finite ? best_k[h] : V{};
+      }
+      sse.add(err);
+      store_tile(out, valid, q + r0);
+      int32_t ki[kLanes];
+      tile_to_int32(best_k, ki);
+      store_indices(a.idx, a.idx_type, r0, ki, valid);
+    }
+    a.sse[g] = sse.sum();
+  }
+}
+
+template <class Isa, class S>
+FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t g_end) {
+  using A = Acc<S>;
+  using V = VecOf<Isa, A>;
+  constexpr int P = kParts<V>, n = kCount<V>;
+  const Layout& L = a.L;
+  const S* z = static_cast<const S*>(a.z);
+  const S* grad_q = static_cast<const S*>(a.grad_q);
+  const A* ext = static_cast<const A*>(a.ext);
+  const A coef_z = static_cast<A>(a.coef_z);
+  S* gz = static_cast<S*>(a.gz);
+  bool bad = false;
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    double* acc = a.gc + g * L.K * L.stride;
+    std::fill(acc, acc + L.K * L.stride, 0.0);
+    for (int64_t t = L.groups.begin(g); t < L.groups.end(g); ++t) {
+      const int64_t r0 = t * kLanes;
+      const int valid = static_cast<int>(std::min<int64_t>(kLanes, L.n - r0));
+      const int64_t d0 = r0 % L.rows;
+      const A* cb = ext + d0;
+      V zt[P], gq[P], qv[P], out[P];
+      int32_t k[kLanes] = {};
+      load_tile(z + r0, valid, zt);
+      if (grad_q) {
+        load_tile(grad_q + r0, valid, gq);
+      } else {
+        for (int h = 0; h < P; ++h) gq[h] = V{};
+      }
+      load_indices(a.idx, a.idx_type, r0, k, valid);
+      for (int i = 0; i < kLanes; ++i) {
+        const bool in_range = static_cast<uint32_t>(k[i]) < static_cast<uint32_t>(L.K);
+        bad |= !in_range;
+        k[i] = in_range ? k[i] : 0;
+        qv[i / n][i % n] = cb[k[i] * L.stride + i];
+      }
+      for (int h = 0; h < P; ++h) out[h] = gq[h] + coef_z * (zt[h] - qv[h]);
+      store_tile(out, valid, gz + r0);
+      for (int i = 0; i < valid; ++i) {
+        acc[k[i] * L.stride + d0 + i] += qv[i / n][i % n] - zt[i / n][i % n];
+      }
+    }
+  }
+  if (bad) a.bad_index->store(true);
+}
+
+template <class S>
+void forward_generic(const ForwardArgs& a, int64_t b, int64_t e) {
+  forward_body<Generic, S>(a, b, e);
+}
+template <class S>
+void backward_generic(const BackwardArgs& a, int64_t b, int64_t e) {
+  backward_body<Generic, S>(a, b, e);
+}
+#ifdef FQVAE_X86
+template <class S>
+FQVAE_TARGET_AVX2 void forward_avx2(const ForwardArgs& a, int64_t b, int64_t e) {
+  forward_body<Avx2, S>(a, b, e);
+}
+template <class S>
+FQVAE_TARGET_AVX2 void backward_avx2(const BackwardArgs& a, int64_t b, int64_t e) {
+  backward_body<Avx2, S>(a, b, e);
+}
+#endif
+
+template <class S>
+auto forward_kernel() {
+#ifdef FQVAE_X86
+  if (cpu_has_avx2()) return &forward_avx2<S>;
+#endif
+  return &forward_generic<S>;
+}
+
+template <class S>
+auto backward_kernel() {
+#ifdef FQVAE_X86
+  if (cpu_has_avx2()) return &backward_avx2<S>;
+#endif
+  return &backward_generic<S>;
+}
+
+at::ScalarType acc_type(const at::Tensor& z) {
+  return z.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+Layout make_layout(const at::Tensor& z, const at::Tensor& codebook) {
+  const int64_t rows = codebook.size(0), K = codebook.size(1);
+  TORCH_CHECK(z.dim() == 2 && codebook.dim() == 2, "z must be (M, D) and codebook (C, K)");
+  TORCH_CHECK(rows == 1 || rows == z.size(1), "codebook rows must be 1 or D");
+  TORCH_CHECK(K >= 1 && K <= 65536, "codebook size out of range");
+  return Layout{z.numel(), rows, static_cast<int>(K), rows + kLanes,
+                Groups(z.numel(), K * (rows + kLanes))};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> nearest_forward(const at::Tensor& z,
+                                                               const at::Tensor& codebook,
+                                                               at::ScalarType index_dtype) {
+  check_cpu(z, "z");
+  check_cpu(codebook, "codebook");
+  const Layout L = make_layout(z, codebook);
+  const at::Tensor ext = tile_codebook(codebook, acc_type(z));
+  at::Tensor q = at::empty_like(z);
+  at::Tensor idx = at::empty(z.sizes(), z.options().dtype(index_dtype));
+  std::vector<double> sse(static_cast<size_t>(L.groups.count));
+  ForwardArgs args{L,        z.data_ptr(),           ext.data_ptr(), q.data_ptr(),
+                   idx.data_ptr(), index_type(index_dtype), sse.data()};
+  dispatch_storage(z.scalar_type(), "nearest_forward", [&](auto s) {
+    run_groups(forward_kernel<decltype(s)>(), args, L.groups.count);
+  });
+  at::Tensor total = at::empty({}, z.options().dtype(acc_type(z)));
+  total.fill_(sum_in_order(sse));
+  return {q, idx, total};
+}
+
+std::tuple<at::Tensor, at::Tensor> nearest_backward(const std::optional<at::Tensor>& grad_q,
+                                                    const at::Tensor& coef_z,
+                                                    const at::Tensor& coef_c, const at::Tensor& z,
+                                                    const at::Tensor& codebook,
+                                                    const at::Tensor& idx) {
+  check_cpu(z, "z");
+  check_cpu(codebook, "codebook");
+  check_cpu(idx, "idx");
+  TORCH_CHECK(idx.sizes() == z.sizes(), "idx must have the shape of z");
+  const Layout L = make_layout(z, codebook);
+  const at::Tensor ext = tile_codebook(codebook, acc_type(z));
+  at::Tensor gq;
+  if (grad_q.has_value()) {
+    gq = grad_q->to(z.scalar_type()).contiguous();
+    TORCH_CHECK(gq.sizes() == z.sizes(), "grad_q must have the shape of z");
+  }
+  at::Tensor gz = at::empty_like(z);
+  std::vector<double> gc(static_cast<size_t>(L.groups.count * L.K * L.stride));
+  std::atomic<bool> bad{false};
+  BackwardArgs args{L,
+                    gq.defined() ? gq.data_ptr() : nullptr,
+                    z.data_ptr(),
+                    ext.data_ptr(),
+                    idx.data_ptr(),
+                    index_type(idx.scalar_type()),
+                    coef_z.item<double>(),
+                    gz.data_ptr(),
+                    gc.data(),
+                    &bad};
+  dispatch_storage(z.scalar_type(), "nearest_backward", [&](auto s) {
+    run_groups(backward_kernel<decltype(s)>(), args, L.groups.count);
+  });
+  TORCH_CHECK(!bad.load(), "nearest_backward: idx has values outside [0, K)");
+  at::Tensor gcb = fold_codebook_partials(gc, L.groups.count, L.rows, L.K, coef_c.item<double>(),
+                                          codebook.scalar_type());
+  return {gz, gcb};
+}
+
+}  // namespace fqvae::cpu
