@@ -208,6 +208,7 @@ def test_evaluate_presets_options_and_pixels() -> None:
         ({"preset": "tripod"}, "preset must be one of"),
         ({"options": {"dic": {}}}, "options has unknown metric"),
         ({"pixels": "raw"}, "pixels must be one of"),
+        ({"num_test": 0}, "num_test must be an int >= 2"),
     ],
 )
 def test_evaluate_rejects_bad_arguments(kwargs: dict, match: str) -> None:

@@ -84,6 +84,9 @@ def evaluate(
     bad = [m for m in metrics if m not in METRICS]
     if bad or not metrics:
         raise ValueError(f"metrics must be a non-empty subset of {METRICS}, got {metrics}")
+    for name, value in (("num_train", num_train), ("num_test", num_test)):
+        if not isinstance(value, int) or value < 2:
+            raise ValueError(f"{name} must be an int >= 2, got {value!r}")
     seed, opts = _options(preset, options, seed)
     pixels = pixels if pixels is not None else getattr(representation_fn, "pixels", "unit")
     if pixels not in PIXELS:
