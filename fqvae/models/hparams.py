@@ -35,75 +35,54 @@ DATASET_SIZES = {
 }
 PRESETS = ("reference", "clean")
 
-# FactorQVAE code, per model: {dataset: weights}; dSprites and Falcor3D reuse Shapes3D (untuned).
-_FQ_WEIGHTS: dict[str, dict[str, dict[str, float]]] = {
-    "factorqvae": {
-        "shapes3d": {"kl_weight": 1e-3, "gamma": 1e-4},
-        "isaac3d": {"kl_weight": 5e-5, "gamma": 5e-5},
-        "mpi3d": {"kl_weight": 5e-5, "gamma": 1e-6},
+
+def _by_dataset(table: dict[str, dict[str, Any]], datasets: tuple[str, ...]) -> dict[str, Any]:
+    """``{model: {dataset: hparams}}`` from rows ``{hparam: value}``, where a tuple value lists
+    one value per dataset of ``datasets`` and any other value holds for all of them."""
+    return {
+        model: {
+            d: {k: v[i] if isinstance(v, tuple) else v for k, v in row.items()}
+            for i, d in enumerate(datasets)
+        }
+        for model, row in table.items()
+    }
+
+
+# FactorQVAE code, values for (shapes3d, isaac3d, mpi3d); dSprites and Falcor3D reuse Shapes3D
+# (untuned).
+_FQ_WEIGHTS = _by_dataset(
+    {
+        "factorqvae": {"kl_weight": (1e-3, 5e-5, 5e-5), "gamma": (1e-4, 5e-5, 1e-6)},
+        "qvae": {"kl_weight": (1e-3, 5e-5, 5e-5)},
+        "factordvae": {"kl_weight": (5e-3, 1e-5, 5e-5), "gamma": (5e-4, 1e-5, 5e-6)},
+        "dvae": {"kl_weight": (5e-3, 1e-5, 5e-5)},
+        "factorvae": {"kl_weight": (1e-4, 5e-5, 1e-5), "gamma": (1e-4, 5e-5, 1e-5)},
+        "vae": {"kl_weight": (1e-4, 5e-5, 1e-5)},
+        "bioae": {"nonneg": 1.0, "activity": (1e-2, 0.1, 1e-2)},
+        "qlae_factorqvae": {"num_values": 16, "commit_weight": 1e-2, "quant_weight": 1e-2},
+        "ae": {},
     },
-    "qvae": {
-        "shapes3d": {"kl_weight": 1e-3},
-        "isaac3d": {"kl_weight": 5e-5},
-        "mpi3d": {"kl_weight": 5e-5},
-    },
-    "factordvae": {
-        "shapes3d": {"kl_weight": 5e-3, "gamma": 5e-4},
-        "isaac3d": {"kl_weight": 1e-5, "gamma": 1e-5},
-        "mpi3d": {"kl_weight": 5e-5, "gamma": 5e-6},
-    },
-    "dvae": {
-        "shapes3d": {"kl_weight": 5e-3},
-        "isaac3d": {"kl_weight": 1e-5},
-        "mpi3d": {"kl_weight": 5e-5},
-    },
-    "factorvae": {
-        "shapes3d": {"kl_weight": 1e-4, "gamma": 1e-4},
-        "isaac3d": {"kl_weight": 5e-5, "gamma": 5e-5},
-        "mpi3d": {"kl_weight": 1e-5, "gamma": 1e-5},
-    },
-    "vae": {
-        "shapes3d": {"kl_weight": 1e-4},
-        "isaac3d": {"kl_weight": 5e-5},
-        "mpi3d": {"kl_weight": 1e-5},
-    },
-    "bioae": {
-        "shapes3d": {"nonneg": 1.0, "activity": 1e-2},
-        "isaac3d": {"nonneg": 1.0, "activity": 0.1},
-        "mpi3d": {"nonneg": 1.0, "activity": 1e-2},
-    },
-    "qlae_factorqvae": {
-        d: {"num_values": 16, "commit_weight": 1e-2, "quant_weight": 1e-2}
-        for d in ("shapes3d", "isaac3d", "mpi3d")
-    },
-    "ae": {d: {} for d in ("shapes3d", "isaac3d", "mpi3d")},
-}
+    ("shapes3d", "isaac3d", "mpi3d"),
+)
 _FACTOR_MODELS = ("factorqvae", "factordvae", "factorvae")
 _GUMBEL_MODELS = ("factorqvae", "qvae", "factordvae", "dvae")
 
-# Hsu et al.'s code, per model: {dataset: hparams}; dSprites is not in the paper (untuned).
-_HSU_HPARAMS: dict[str, dict[str, dict[str, Any]]] = {
-    "qlae_hsu2023": {
-        d: {"num_values": 10, "quant_weight": 0.01, "commit_weight": 0.01, "weight_decay": wd}
-        for d, wd in (
-            ("dsprites", 0.1),
-            ("shapes3d", 0.1),
-            ("mpi3d", 0.001),
-            ("isaac3d", 0.1),
-            ("falcor3d", 0.1),
-        )
+# Hsu et al.'s code, values for DATASETS; dSprites is not in the paper (untuned).
+_HSU_HPARAMS = _by_dataset(
+    {
+        "qlae_hsu2023": {
+            "num_values": 10,
+            "quant_weight": 0.01,
+            "commit_weight": 0.01,
+            "weight_decay": (0.1, 0.1, 0.001, 0.1, 0.1),
+        },
+        "betatcvae": {
+            "beta": (3.0, 3.0, 0.3, 1.0, 3.0),
+            "dataset_size": tuple(DATASET_SIZES[d] for d in DATASETS),
+        },
     },
-    "betatcvae": {
-        d: {"beta": beta, "dataset_size": DATASET_SIZES[d]}
-        for d, beta in (
-            ("dsprites", 3.0),
-            ("shapes3d", 3.0),
-            ("mpi3d", 0.3),
-            ("isaac3d", 1.0),
-            ("falcor3d", 3.0),
-        )
-    },
-}
+    DATASETS,
+)
 _HSU_OPTIM = {"optimizer": "split", "clip_value": 1.0, "lr_schedule": "constant"}
 
 
