@@ -3,6 +3,7 @@ codebook gradient, sizes, the registry and the published settings. CPU, ``arch="
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -10,7 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from fqvae import ops
-from fqvae.models import MODELS, PUBLISHED, build_model, hparam_names, published
+from fqvae.models import (
+    MODELS,
+    PUBLISHED,
+    DisentanglementModel,
+    build_model,
+    hparam_defaults,
+    hparam_names,
+    published,
+)
 from fqvae.models.betatcvae import log_normal, mws_decomposition
 from fqvae.models.common import decay_groups
 from fqvae.models.tc import discriminator_terms, tc_estimate
@@ -58,7 +67,7 @@ def pixels_for(model, x: torch.Tensor) -> torch.Tensor:
 
 def train_step(model, opts, x: torch.Tensor) -> tuple[dict, dict | None]:
     """One batch exactly as the trainer runs it (base.py)."""
-    x1, x2 = x.chunk(2) if model.discriminator is not None else (x, None)
+    x1, x2 = x.chunk(2) if model.has_discriminator else (x, None)
     terms = model(x1)
     for opt in opts.main:
         opt.zero_grad()
@@ -67,7 +76,7 @@ def train_step(model, opts, x: torch.Tensor) -> tuple[dict, dict | None]:
     for opt in opts.main:
         opt.step()
     d_terms = None
-    if model.discriminator is not None:
+    if model.has_discriminator:
         d_terms = model.discriminator_loss(terms["codes"], x2)
         opts.discriminator.zero_grad()
         d_terms["loss"].backward()
@@ -80,7 +89,7 @@ def train_step(model, opts, x: torch.Tensor) -> tuple[dict, dict | None]:
 @pytest.mark.parametrize("name", ALL)
 def test_training_reduces_loss(name):
     model = make(name)
-    x = pixels_for(model, toy_images(16 if model.discriminator is not None else 8))
+    x = pixels_for(model, toy_images(16 if model.has_discriminator else 8))
     opts = model.configure_optimizers(lr=2e-3, iterations=100)
     losses = []
     for it in range(20):
@@ -90,7 +99,7 @@ def test_training_reduces_loss(name):
     for key, value in terms.items():
         if key != "codes":
             assert value.dim() == 0 and torch.isfinite(value), key
-    if model.discriminator is not None:
+    if model.has_discriminator:
         assert {"tc_raw", "tc_weighted", "codes"} <= set(terms)
         assert torch.allclose(terms["tc_weighted"], model.gamma * terms["tc_raw"])
         assert set(d_terms) == {"loss", "disc_acc"} and 0 <= d_terms["disc_acc"] <= 1
@@ -193,6 +202,70 @@ def test_discriminator_step(name):
     opts.discriminator.step()
     assert changed(d0, disc) == set(d0)
     assert not changed(e1, enc)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_has_discriminator_matches_the_submodule(name):
+    model = make(name)
+    children = dict(model.named_children())
+    assert model.has_discriminator == ("discriminator" in children)
+    if model.has_discriminator:
+        assert model.discriminator is children["discriminator"]
+        assert isinstance(model.discriminator, TCDiscriminator)
+        assert any(n.startswith("discriminator.") for n in model.state_dict())
+    else:
+        assert not hasattr(model, "discriminator")
+    opts = model.configure_optimizers(lr=1e-3, iterations=10)
+    assert (opts.discriminator is not None) == model.has_discriminator
+
+
+def test_base_class_does_not_shadow_a_registered_discriminator():
+    class WithDisc(DisentanglementModel):
+        has_discriminator = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.discriminator = torch.nn.Linear(2, 2)
+
+    model = WithDisc()
+    assert isinstance(model.discriminator, torch.nn.Linear)
+    assert "discriminator.weight" in model.state_dict()
+    assert not DisentanglementModel.has_discriminator
+    assert not hasattr(DisentanglementModel, "discriminator")
+
+
+DEFAULTS = {
+    "factorqvae": {"kl_weight": 1e-3, "gamma": 1e-4, "tau_rate": 2e-5, "num_values": 64},
+    "qvae": {"kl_weight": 1e-3, "tau_rate": 1e-5, "num_values": 64},
+    "factordvae": {"kl_weight": 5e-3, "gamma": 5e-4, "tau_rate": 2e-5, "num_values": 64},
+    "dvae": {"kl_weight": 5e-3, "tau_rate": 1e-5, "num_values": 64},
+    "factorvae": {"kl_weight": 1e-4, "gamma": 1e-4},
+    "vae": {"kl_weight": 1e-4},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULTS))
+def test_documented_defaults_reach_the_model(name):
+    expected = DEFAULTS[name]
+    defaults = hparam_defaults(name)
+    assert {k: defaults[k] for k in expected} == expected
+    assert list(defaults) == list(hparam_names(name))
+    model = make(name)
+    assert model.kl_weight == expected["kl_weight"]
+    assert getattr(model, "gamma", None) == expected.get("gamma")
+    if "tau_rate" in expected:
+        assert model.latent.codebook.shape == (expected["num_values"],)
+        model.set_step(10_000)
+        assert math.isclose(model.latent.tau, math.exp(-expected["tau_rate"] * 1e4), rel_tol=1e-12)
+    if model.has_discriminator:
+        assert (defaults["disc_width"], defaults["disc_depth"]) == (1000, 4)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_default_arch_in_the_signature(name):
+    # the trainer's presets read the default arch from the class signature
+    arch = inspect.signature(MODELS[name]).parameters["arch"].default
+    assert arch == hparam_defaults(name)["arch"] and arch in ("dalle", "qlae", "dlib")
 
 
 def test_tc_gradient_reaches_encoder_not_discriminator():

@@ -9,7 +9,7 @@ from fqvae.models.ae import AE
 from fqvae.models.base import DisentanglementModel, Optimizers
 from fqvae.models.betatcvae import BetaTCVAE
 from fqvae.models.bioae import BioAE
-from fqvae.models.common import OptimConfig
+from fqvae.models.common import AutoencoderModel, OptimConfig
 from fqvae.models.devae import DeVAE
 from fqvae.models.dvae import DVAE
 from fqvae.models.factordvae import FactorDVAE
@@ -45,22 +45,36 @@ __all__ = [
     "DisentanglementModel",
     "Optimizers",
     "build_model",
+    "hparam_defaults",
     "hparam_names",
     "published",
     *(cls.__name__ for cls in MODELS.values()),
 ]
 
 
+def hparam_defaults(name: str) -> dict[str, Any]:
+    """The keyword hparams model ``name`` accepts (besides the image shape and ``num_latents``)
+    with their defaults: its own options, then the optimizer options."""
+    cls = _model_class(name)
+    own: dict[str, Any] = {}
+    # each model's __init__ names its own options and passes the rest on with ``**`` to its
+    # bases, down to AutoencoderModel; the most derived default wins
+    for klass in cls.__mro__:
+        if klass in (AutoencoderModel, DisentanglementModel):
+            break
+        if "__init__" in vars(klass):
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.kind == p.KEYWORD_ONLY and p.name not in _SHAPE_ARGS:
+                    own.setdefault(p.name, p.default)
+    optim = {**OptimConfig.defaults(), **getattr(cls, "optim_defaults", {})}
+    if not cls.has_discriminator:
+        del optim["disc_lr"]
+    return {**own, **optim}
+
+
 def hparam_names(name: str) -> tuple[str, ...]:
     """The keyword hparams model ``name`` accepts (besides the image shape and ``num_latents``)."""
-    cls = _model_class(name)
-    own = [
-        p.name
-        for p in inspect.signature(cls).parameters.values()
-        if p.kind == p.KEYWORD_ONLY and p.name not in _SHAPE_ARGS
-    ]
-    optim = [n for n in OptimConfig.names() if n != "disc_lr" or cls.has_discriminator]
-    return tuple(own + optim)
+    return tuple(hparam_defaults(name))
 
 
 def _model_class(name: str) -> type[DisentanglementModel]:

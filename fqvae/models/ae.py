@@ -15,23 +15,8 @@ class AE(AutoencoderModel):
 
     name = "ae"
 
-    def __init__(
-        self,
-        *,
-        in_channels: int = 3,
-        image_size: int = 64,
-        num_latents: int,
-        arch: str = "dalle",
-        **optim: Any,
-    ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
-            num_latents=num_latents,
-            arch=arch,
-            head_features=num_latents,
-            **optim,
-        )
+    def __init__(self, *, arch: str = "dalle", **base: Any) -> None:
+        super().__init__(arch=arch, **base)
 
     def penalty(self, z: Tensor) -> dict[str, Tensor]:
         """Extra 0-d loss terms on the code ``z`` (none for the plain AE)."""

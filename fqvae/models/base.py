@@ -8,17 +8,19 @@ Training step, as the trainer runs it for each batch ``x`` (after ``model.set_st
 
 1. Single-optimizer models: ``terms = model(x)``; ``terms["loss"].backward()``;
    ``model.before_optimizer_step()``; step every optimizer in ``optimizers``.
-2. Models with a ``discriminator`` (FactorVAE, FactorDVAE, FactorQVAE) split the batch:
+2. Models with ``has_discriminator`` (FactorVAE, FactorDVAE, FactorQVAE) split the batch:
    ``x1, x2 = x.chunk(2)``; ``terms = model(x1)`` (the discriminator's parameters are frozen
    inside ``forward``), backward, step the main optimizers; then
    ``d_terms = model.discriminator_loss(terms["codes"], x2)``, backward ``d_terms["loss"]`` and
-   step the discriminator optimizer.
+   step the discriminator optimizer. For these models, and only these,
+   ``configure_optimizers`` returns ``Optimizers.discriminator``.
 3. Every scheduler returned by ``configure_optimizers`` steps once per batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -34,15 +36,22 @@ class Optimizers:
 
 
 class DisentanglementModel(nn.Module):
-    """Base class. Subclasses set the class attributes and implement the methods below."""
+    """Base class. Subclasses set the class attributes and implement the methods below.
 
-    name: str = ""
+    A model with ``has_discriminator = True`` registers its discriminator network as the
+    submodule ``discriminator`` in ``__init__`` and implements :meth:`discriminator_loss`; other
+    models have no ``discriminator`` attribute. (There is deliberately no class-level
+    ``discriminator = None``: a class attribute would shadow the submodule, which ``nn.Module``
+    keeps in ``_modules`` and finds only when normal attribute lookup fails.)
+    """
+
+    name: ClassVar[str] = ""
     #: "centered" (uint8/255 - 0.5, FactorQVAE family) or "unit" (uint8/255, QLAE family)
-    pixels: str = "centered"
+    pixels: ClassVar[str] = "centered"
     #: whether :meth:`representation` returns discrete codes (drives InfoMEC's branch)
-    discrete: bool = False
-    #: the total-correlation discriminator, or None
-    discriminator: nn.Module | None = None
+    discrete: ClassVar[bool] = False
+    #: whether the model trains a discriminator with the split-batch step (see the module doc)
+    has_discriminator: ClassVar[bool] = False
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Training losses for the main update. Keys: ``"loss"`` (0-d, to backprop), named
@@ -53,7 +62,7 @@ class DisentanglementModel(nn.Module):
 
     def discriminator_loss(self, codes: Tensor, x_other: Tensor) -> dict[str, Tensor]:
         """Discriminator update on detached ``codes`` (from ``forward``) and permuted codes of
-        ``x_other``. Keys: ``"loss"`` and ``"disc_acc"``."""
+        ``x_other``. Keys: ``"loss"`` and ``"disc_acc"``. Only for ``has_discriminator``."""
         raise NotImplementedError
 
     def configure_optimizers(self, lr: float, iterations: int) -> Optimizers:

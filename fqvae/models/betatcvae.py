@@ -55,8 +55,6 @@ class BetaTCVAE(AutoencoderModel):
     def __init__(
         self,
         *,
-        in_channels: int = 3,
-        image_size: int = 64,
         num_latents: int,
         arch: str = "qlae",
         beta: float = 3.0,
@@ -64,16 +62,9 @@ class BetaTCVAE(AutoencoderModel):
         dwkl_weight: float = 1.0,
         dataset_size: int | None = None,
         repr: str = "mean",
-        **optim: Any,
+        **base: Any,
     ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
-            num_latents=num_latents,
-            arch=arch,
-            head_features=2 * num_latents,
-            **optim,
-        )
+        super().__init__(num_latents=num_latents, arch=arch, head_features=2 * num_latents, **base)
         check_nonneg(beta=beta, mi_weight=mi_weight, dwkl_weight=dwkl_weight)
         if dataset_size is not None and (not isinstance(dataset_size, int) or dataset_size < 1):
             raise ValueError(f"dataset_size must be a positive int or None, got {dataset_size!r}")

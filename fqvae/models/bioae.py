@@ -18,23 +18,9 @@ class BioAE(AE):
     name = "bioae"
 
     def __init__(
-        self,
-        *,
-        in_channels: int = 3,
-        image_size: int = 64,
-        num_latents: int,
-        arch: str = "dalle",
-        nonneg: float = 1.0,
-        activity: float = 1e-2,
-        **optim: Any,
+        self, *, arch: str = "dalle", nonneg: float = 1.0, activity: float = 1e-2, **base: Any
     ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
-            num_latents=num_latents,
-            arch=arch,
-            **optim,
-        )
+        super().__init__(arch=arch, **base)
         check_nonneg(nonneg=nonneg, activity=activity)
         self.nonneg, self.activity = float(nonneg), float(activity)
 

@@ -89,6 +89,10 @@ class OptimConfig:
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {f.name: f.default for f in fields(cls)}
+
 
 def cosine_lr(step: int, lr: float, t_max: int, eta_min: float, cycle: str) -> float:
     """The cosine-annealed learning rate after ``step`` completed batches."""
@@ -123,20 +127,24 @@ class AutoencoderModel(DisentanglementModel):
     and implement ``forward``, ``encode_latents`` and ``representation``. The reconstruction
     loss follows ``pixels``: ``"centered"`` = MSE on the raw decoder output (FactorQVAE family),
     ``"unit"`` = BCE with logits, and ``sigmoid`` for pixels (QLAE family).
+
+    Every model's ``__init__`` names its default ``arch`` and its own options and passes the rest
+    (the image shape, ``num_latents``, the :class:`OptimConfig` options) on with ``**``; here
+    they end. ``head_features`` is the encoder's output size and ``decoder_features`` the
+    decoder's input size (both ``num_latents`` unless given).
     """
 
     #: this class's defaults for :class:`OptimConfig`
     optim_defaults: ClassVar[dict[str, Any]] = {}
-    has_discriminator: ClassVar[bool] = False
 
     def __init__(
         self,
         *,
-        in_channels: int,
-        image_size: int,
+        in_channels: int = 3,
+        image_size: int = 64,
         num_latents: int,
         arch: str,
-        head_features: int,
+        head_features: int | None = None,
         decoder_features: int | None = None,
         **optim: Any,
     ) -> None:
@@ -155,7 +163,11 @@ class AutoencoderModel(DisentanglementModel):
         self.in_channels, self.image_size, self.num_latents = in_channels, image_size, num_latents
         self.arch = arch
         self.encoder, self.decoder = build_backbone(
-            arch, in_channels, image_size, head_features, decoder_features or num_latents
+            arch,
+            in_channels,
+            image_size,
+            head_features or num_latents,
+            decoder_features or num_latents,
         )
 
     def check_input(self, x: Tensor) -> None:
@@ -204,7 +216,7 @@ class AutoencoderModel(DisentanglementModel):
             own = [p for n, p in params.items() if not n.startswith("discriminator.")]
             main = [torch.optim.Adam(own, lr=lr)]
         disc = None
-        if self.discriminator is not None:
+        if self.has_discriminator:
             disc = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr or lr)
         schedulers = []
         if cfg.lr_schedule == "cosine":

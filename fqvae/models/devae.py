@@ -37,24 +37,20 @@ class DeVAE(AutoencoderModel):
     def __init__(
         self,
         *,
-        in_channels: int = 3,
-        image_size: int = 64,
         num_latents: int,
         arch: str = "dlib",
         betas: Sequence[float] = (1.0, 10.0, 40.0),
         scale: float = 1.0,
         recon: str = "bernoulli",
         repr: str = "mean",
-        **optim: Any,
+        **base: Any,
     ) -> None:
         super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
             num_latents=num_latents,
             arch=arch,
             head_features=2 * num_latents,
             decoder_features=2 * num_latents,
-            **optim,
+            **base,
         )
         if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or not betas:
             raise ValueError(f"betas must be a non-empty list of numbers, got {betas!r}")

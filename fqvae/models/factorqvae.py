@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fqvae.models.common import check_nonneg
 from fqvae.models.qvae import QVAE
 from fqvae.models.tc import TCMixin
-from fqvae.nn import TCDiscriminator
 
 
 class FactorQVAE(TCMixin, QVAE):
     """Loss ``MSE + kl_weight * KL + gamma * TC``; the discriminator reads the ``(B, L, K)``
     soft one-hots (``D_in = L * K``). Soft (Gumbel) in training, hard nearest in eval.
 
+    Options: QVAE's, plus ``gamma`` and the discriminator's ``disc_width``/``disc_depth``.
     Defaults: the reference's Shapes3D weights (kl 1e-3, gamma 1e-4) and its executed tau
     schedule, ``tau_rate = 2e-5`` per batch (spec §9).
     """
@@ -21,36 +20,6 @@ class FactorQVAE(TCMixin, QVAE):
     name = "factorqvae"
 
     def __init__(
-        self,
-        *,
-        in_channels: int = 3,
-        image_size: int = 64,
-        num_latents: int,
-        arch: str = "dalle",
-        num_values: int = 64,
-        kl_weight: float = 1e-3,
-        gamma: float = 1e-4,
-        tau_rate: float = 2e-5,
-        tau_init: float = 1.0,
-        codebook_init: str = "normal",
-        repr: str = "index",
-        disc_width: int = 1000,
-        disc_depth: int = 4,
-        **optim: Any,
+        self, *, arch: str = "dalle", gamma: float = 1e-4, tau_rate: float = 2e-5, **options: Any
     ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
-            num_latents=num_latents,
-            arch=arch,
-            num_values=num_values,
-            kl_weight=kl_weight,
-            tau_rate=tau_rate,
-            tau_init=tau_init,
-            codebook_init=codebook_init,
-            repr=repr,
-            **optim,
-        )
-        check_nonneg(gamma=gamma)
-        self.gamma = float(gamma)
-        self.discriminator = TCDiscriminator(num_latents * num_values, disc_width, disc_depth)
+        super().__init__(arch=arch, gamma=gamma, tau_rate=tau_rate, **options)

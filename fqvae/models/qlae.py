@@ -47,9 +47,6 @@ class QLAE(AutoencoderModel):
     def __init__(
         self,
         *,
-        in_channels: int = 3,
-        image_size: int = 64,
-        num_latents: int,
         arch: str = "qlae",
         num_values: int = 10,
         codebook_init: str = "linspace",
@@ -57,22 +54,15 @@ class QLAE(AutoencoderModel):
         commit_weight: float = 0.01,
         learn_values: bool = True,
         repr: str = "value",
-        **optim: Any,
+        **base: Any,
     ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
-            num_latents=num_latents,
-            arch=arch,
-            head_features=num_latents,
-            **optim,
-        )
+        super().__init__(arch=arch, **base)
         check_choice("codebook_init", codebook_init, ("linspace", "normal"))
         check_nonneg(quant_weight=quant_weight, commit_weight=commit_weight)
         self.repr_kind = check_choice("repr", repr, ("value", "index"))
         self.latent = ScalarQuantize(
             num_values,
-            num_latents,
+            self.num_latents,
             codebook="per_dim",
             mode="nearest",
             init=codebook_init,
@@ -125,28 +115,12 @@ class QLAEFactorQVAE(QLAE):
     def __init__(
         self,
         *,
-        in_channels: int = 3,
-        image_size: int = 64,
-        num_latents: int,
         arch: str = "dalle",
         num_values: int = 16,
         codebook_init: str = "normal",
-        quant_weight: float = 0.01,
-        commit_weight: float = 0.01,
-        learn_values: bool = True,
         repr: str = "index",
-        **optim: Any,
+        **options: Any,
     ) -> None:
         super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
-            num_latents=num_latents,
-            arch=arch,
-            num_values=num_values,
-            codebook_init=codebook_init,
-            quant_weight=quant_weight,
-            commit_weight=commit_weight,
-            learn_values=learn_values,
-            repr=repr,
-            **optim,
+            arch=arch, num_values=num_values, codebook_init=codebook_init, repr=repr, **options
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from fqvae.models.common import (
     AutoencoderModel,
@@ -41,6 +41,9 @@ class QVAE(AutoencoderModel):
     Training decodes the soft mixture ``sum_k w_k c_k``; eval quantizes to the nearest value.
     ``tau = tau_init * exp(-tau_rate * it)`` is set by :meth:`set_step` (it = completed batches).
     ``repr``: ``"index"`` (codebook index, the reference) or ``"value"``.
+
+    dVAE reuses everything here and swaps the encoder head and the latent module
+    (:meth:`head_size`, :meth:`make_latent`); the latent returns a :class:`QuantizeOutput`.
     """
 
     name = "qvae"
@@ -49,8 +52,6 @@ class QVAE(AutoencoderModel):
     def __init__(
         self,
         *,
-        in_channels: int = 3,
-        image_size: int = 64,
         num_latents: int,
         arch: str = "dalle",
         num_values: int = 64,
@@ -59,36 +60,46 @@ class QVAE(AutoencoderModel):
         tau_init: float = 1.0,
         codebook_init: str = "normal",
         repr: str = "index",
-        **optim: Any,
+        **base: Any,
     ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
-            num_latents=num_latents,
-            arch=arch,
-            head_features=num_latents,
-            **optim,
-        )
+        head = self.head_size(num_latents, num_values)
+        super().__init__(num_latents=num_latents, arch=arch, head_features=head, **base)
         check_nonneg(kl_weight=kl_weight)
         check_tau(tau_rate, tau_init)
         self.kl_weight = float(kl_weight)
+        self.num_values = num_values
         self.repr_kind = check_choice("repr", repr, ("index", "value"))
-        self.latent = ScalarQuantize(
-            num_values,
-            num_latents,
+        codebook = initial_codebook(codebook_init, num_values)
+        self.latent = self.make_latent(codebook, ExponentialTau(rate=tau_rate, start=tau_init))
+
+    @staticmethod
+    def head_size(num_latents: int, num_values: int) -> int:
+        """The encoder's output size: one scalar per latent."""
+        return num_latents
+
+    def make_latent(self, codebook: Tensor, schedule: ExponentialTau) -> nn.Module:
+        """The latent module: the global codebook read by a Gumbel-softmax over ``-(z - c)^2``."""
+        return ScalarQuantize(
+            len(codebook),
+            self.num_latents,
             codebook="global",
             mode="gumbel",
-            init=initial_codebook(codebook_init, num_values),
+            init=codebook,
             kl_weight=1.0,
-            tau=tau_init,
-            schedule=ExponentialTau(rate=tau_rate, start=tau_init),
+            tau=schedule.start,
+            schedule=schedule,
         )
+
+    @property
+    def code_features(self) -> int:
+        """Features per image of the codes ``_losses`` returns: ``(L, K)`` soft one-hots."""
+        return self.num_latents * self.num_values
 
     def set_step(self, it: int) -> None:
         self.latent.set_step(it)
 
     def quantize(self, x: Tensor) -> QuantizeOutput:
-        """Quantizer output for images ``x``; ``probs`` is the ``(B, L, K)`` soft one-hot."""
+        """Latent output for images ``x``; ``probs`` is the ``(B, L, K)`` soft one-hot."""
         return self.latent(self.encoder(x), return_probs=True)
 
     def _losses(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from fqvae import ops
+from fqvae.models.common import check_nonneg
+from fqvae.nn import TCDiscriminator
 
 
 def tc_estimate(disc: nn.Module, codes: Tensor) -> Tensor:
@@ -34,20 +38,25 @@ def discriminator_terms(disc: nn.Module, codes: Tensor, other: Tensor) -> dict[s
 
 
 class TCMixin:
-    """Adds ``gamma * TC`` to a model's ``_losses`` and the discriminator update.
+    """Adds ``gamma * TC`` to a model's loss and the discriminator update; FactorVAE, FactorDVAE
+    and FactorQVAE are this mixin in front of VAE, dVAE and QVAE.
 
-    The host model implements ``_losses(x) -> (terms, codes)`` (the codes carry gradient) and
-    ``_disc_codes(x)`` (the codes alone), and registers its ``TCDiscriminator`` as
-    ``discriminator``. Training splits each batch (see :mod:`fqvae.models.base`).
+    The host model implements ``_losses(x) -> (terms, codes)`` (the codes carry gradient),
+    ``_disc_codes(x)`` (the codes alone) and ``code_features`` (features per image of the
+    codes: the discriminator's input size). This mixin registers the ``TCDiscriminator``
+    (``disc_depth`` hidden layers of ``disc_width`` units) as the submodule ``discriminator``.
+    Training splits each batch (see :mod:`fqvae.models.base`).
     """
 
     has_discriminator = True
-    gamma: float
 
-    @property
-    def discriminator(self) -> nn.Module:
-        # the base class declares ``discriminator = None``; read the registered submodule
-        return self._modules["discriminator"]
+    def __init__(
+        self, *, gamma: float, disc_width: int = 1000, disc_depth: int = 4, **host: Any
+    ) -> None:
+        super().__init__(**host)
+        check_nonneg(gamma=gamma)
+        self.gamma = float(gamma)
+        self.discriminator = TCDiscriminator(self.code_features, disc_width, disc_depth)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         terms, codes = self._losses(x)

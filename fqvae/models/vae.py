@@ -27,22 +27,13 @@ class VAE(AutoencoderModel):
     def __init__(
         self,
         *,
-        in_channels: int = 3,
-        image_size: int = 64,
         num_latents: int,
         arch: str = "dalle",
         kl_weight: float = 1e-4,
         repr: str = "sample",
-        **optim: Any,
+        **base: Any,
     ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            image_size=image_size,
-            num_latents=num_latents,
-            arch=arch,
-            head_features=2 * num_latents,
-            **optim,
-        )
+        super().__init__(num_latents=num_latents, arch=arch, head_features=2 * num_latents, **base)
         check_nonneg(kl_weight=kl_weight)
         self.kl_weight = float(kl_weight)
         self.repr_kind = check_choice("repr", repr, ("sample", "mean"))
@@ -63,6 +54,11 @@ class VAE(AutoencoderModel):
 
     def _disc_codes(self, x: Tensor) -> Tensor:
         return self.posterior(x)[2]
+
+    @property
+    def code_features(self) -> int:
+        """Features per image of the codes ``_losses`` returns: the sample ``z``, ``L``."""
+        return self.num_latents
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self._losses(x)[0]
