@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fqvae import ops
+from fqvae import ops, reference
 from fqvae.models import (
     MODELS,
     PUBLISHED,
@@ -22,6 +22,7 @@ from fqvae.models import (
 )
 from fqvae.models.betatcvae import log_normal, mws_decomposition
 from fqvae.models.common import decay_groups
+from fqvae.models.dvae import draw_seed, gumbel_softmax
 from fqvae.models.tc import discriminator_terms, tc_estimate
 from fqvae.nn import TCDiscriminator, build_backbone
 
@@ -163,6 +164,37 @@ def test_tau_schedule_per_batch(name):
     tau = model.latent.tau
     assert math.isclose(tau, math.exp(-1.0), rel_tol=1e-9)
     assert math.isclose(model(pixels_for(model, toy_images(4)))["tau"].item(), tau, rel_tol=1e-6)
+
+
+def test_dvae_gumbel_noise_is_the_shared_philox_stream():
+    torch.manual_seed(0)
+    z, codebook = torch.randn(6, L), torch.randn(8)
+    logits = -((z[..., None] - codebook) ** 2)  # QVAE's logits: dVAE's softmax sees the same g
+    expected = reference.quantize_gumbel(z, codebook, tau=0.7, seed=123, return_probs=True).probs
+    assert torch.allclose(gumbel_softmax(logits, 0.7, seed=123), expected, atol=1e-6)
+    # seed=None: one seed from torch's generator, exactly as ops.quantize_gumbel (QVAE) draws it
+    torch.manual_seed(5)
+    ours = gumbel_softmax(logits, 0.7)
+    after = torch.randint(0, 2**62, ())
+    torch.manual_seed(5)
+    theirs = ops.quantize_gumbel(z, codebook, tau=0.7, return_probs=True).probs
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert torch.equal(torch.randint(0, 2**62, ()), after)
+
+
+def test_dvae_training_noise_is_reproducible():
+    model = make("dvae", tau_rate=1e-3)
+    model.set_step(500)
+    x = pixels_for(model, toy_images(4))
+    torch.manual_seed(7)
+    probs = model.quantize(x).probs
+    torch.manual_seed(7)
+    seed = draw_seed()
+    logits = model.encoder(x).view(4, L, -1)
+    noise = ops.gumbel_noise(4 * L, logits.shape[-1], seed).view_as(logits)
+    assert torch.equal(probs, torch.softmax((logits + noise) / model.latent.tau, dim=-1))
+    torch.manual_seed(7)
+    assert torch.equal(model._losses(x)[1], probs)
 
 
 def snapshot(module):

@@ -1,5 +1,9 @@
 """dVAE: the encoder emits ``L * K`` logits that select values of a global scalar codebook
-through a Gumbel-softmax (FactorQVAE spec §1.1, §11). Everything but the latent is QVAE's."""
+through a Gumbel-softmax (FactorQVAE spec §1.1, §11). Everything but the latent is QVAE's.
+
+The Gumbel noise comes from the same counter-based Philox stream as QVAE's and FactorQVAE's
+(:mod:`fqvae.reference` documents the layout), seeded from PyTorch's default generator, so
+``torch.manual_seed`` reproduces every quantized model's training noise on every backend."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fqvae import ops
 from fqvae.models.qvae import QVAE
 from fqvae.quantize import QuantizeOutput
 from fqvae.schedules import ExponentialTau
@@ -16,10 +21,24 @@ from fqvae.schedules import ExponentialTau
 KL_EPS = 1e-10
 
 
-def gumbel_softmax(logits: Tensor, tau: float) -> Tensor:
-    """``softmax((logits + g) / tau)``, ``g ~ Gumbel(0, 1)`` i.i.d.; soft, not straight-through."""
-    gumbels = -torch.empty_like(logits).exponential_().log()
-    return torch.softmax((logits + gumbels) / tau, dim=-1)
+def draw_seed() -> int:
+    """A Philox seed from PyTorch's default generator, drawn as :mod:`fqvae.ops` draws one for
+    ``seed=None`` (one ``randint``), so ``torch.manual_seed`` fixes it."""
+    return int(torch.randint(0, 2**62, (), dtype=torch.int64))
+
+
+def gumbel_softmax(logits: Tensor, tau: float, seed: int | None = None) -> Tensor:
+    """``softmax((logits + g) / tau)`` over the last axis (K); soft, not straight-through.
+
+    ``g ~ Gumbel(0, 1)`` comes from fqvae's counter-based Philox stream
+    (:func:`fqvae.ops.gumbel_noise`, offset 0): entry ``k`` of row ``r`` of the logits viewed as
+    ``(-1, K)`` gets the noise that :func:`fqvae.ops.quantize_gumbel` adds for element ``r``,
+    entry ``k``. ``seed=None`` draws the seed with :func:`draw_seed`, as QVAE's quantizer does.
+    """
+    k = logits.shape[-1]
+    seed = draw_seed() if seed is None else seed
+    noise = ops.gumbel_noise(logits.numel() // k, k, seed, device=logits.device)
+    return torch.softmax((logits + noise.view(logits.shape).to(logits.dtype)) / tau, dim=-1)
 
 
 def uniform_kl(logits: Tensor) -> Tensor:
@@ -38,7 +57,8 @@ def usage_perplexity(indices: Tensor, num_values: int) -> tuple[Tensor, Tensor]:
 class LogitsQuantize(nn.Module):
     """A global codebook of K scalars read through encoder logits ``(B, L * K)``.
 
-    Training: ``w = gumbel_softmax(a, tau)``; eval: ``w = onehot(argmax a)``; ``value = w @ c``.
+    Training: ``w = gumbel_softmax(a, tau)`` (Philox noise, one seed drawn per call); eval:
+    ``w = onehot(argmax a)``; ``value = w @ c``.
     Returns a :class:`QuantizeOutput` (``loss``: the KL to the uniform prior; ``probs``: ``w``,
     always). ``set_step`` sets ``tau`` from ``schedule``, as :class:`ScalarQuantize` does.
     """
