@@ -34,6 +34,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("offset"));
   m.def("cpu_permute_backward", &cpu::permute_backward, Release(), py::arg("grad"),
         py::arg("perm"));
+  m.def("cpu_isa", &cpu::isa_name);
   m.def("cpu_random_bits", &cpu::random_bits, Release(), py::arg("rows"), py::arg("cols"),
         py::arg("seed"), py::arg("offset"));
 #ifdef FQVAE_WITH_CUDA

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -32,9 +34,15 @@ struct Avx2 {  // AVX2 + FMA
 };
 #endif
 
+// Whether to run the AVX2 variants: the CPU has AVX2 and FMA, and FQVAE_CPU_GENERIC (read once;
+// lets tests cover the baseline variants on any machine) is unset or "0".
 inline bool cpu_has_avx2() {
 #ifdef FQVAE_X86
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool ok = [] {
+    const char* generic = std::getenv("FQVAE_CPU_GENERIC");
+    const bool forced = generic != nullptr && generic[0] != '\0' && std::strcmp(generic, "0") != 0;
+    return !forced && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
   return ok;
 #else
   return false;

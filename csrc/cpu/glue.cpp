@@ -2,6 +2,8 @@
 
 #include <ATen/ops/empty.h>
 
+#include "ops.h"
+
 namespace fqvae::cpu {
 
 IndexType index_type(at::ScalarType type) {
@@ -46,6 +48,8 @@ double sum_in_order(const std::vector<double>& partials) {
   for (double p : partials) total += p;
   return total;
 }
+
+const char* isa_name() { return cpu_has_avx2() ? "avx2" : "generic"; }
 
 void check_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor, got ", t.device());

@@ -41,6 +41,9 @@ std::tuple<at::Tensor, at::Tensor> permute_forward(const at::Tensor& x, uint64_t
 // grad (B, L, F), perm (B, L) int64 -> gx like grad
 at::Tensor permute_backward(const at::Tensor& grad, const at::Tensor& perm);
 
+// "avx2" or "generic": the kernel variant this process runs
+const char* isa_name();
+
 // -> (rows, cols) int64 of uint32 values: the shared Philox stream
 at::Tensor random_bits(int64_t rows, int64_t cols, uint64_t seed, uint32_t offset);
 

@@ -11,8 +11,8 @@
 
 namespace fqvae::cpu {
 
-// e^x on a float vector: 0 below -87.34 (never subnormal), inf above 88.37 (the kernels only use
-// x <= 0); NaN stays NaN.
+// e^x on a float vector for x <= 0 (the kernels exponentiate only x - max): 0 below -87.34
+// (never subnormal); NaN stays NaN.
 template <class V>
 FQVAE_INLINE V fast_exp(V x) {
   using I = Rebind<V, int32_t>;
@@ -20,8 +20,8 @@ FQVAE_INLINE V fast_exp(V x) {
   constexpr float kLn2Hi = 0.693359375f;  // few mantissa bits, so n * kLn2Hi is exact
   constexpr float kLn2Lo = -2.12194440e-4f;
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const V low = splat<V>(-87.33654f), high = splat<V>(88.37626f);
-  const V xc = x < low ? low : (x > high ? high : x);
+  const V low = splat<V>(-87.33654f);
+  const V xc = x < low ? low : x;
   const V n = (xc * kLog2e + kRound) - kRound;
   const V r = (xc - n * kLn2Hi) - n * kLn2Lo;  // |r| <= ln2 / 2
   // e^r = 1 + r + r^2 * p(r)
@@ -31,13 +31,12 @@ FQVAE_INLINE V fast_exp(V x) {
   const V p = p01 + r2 * (p23 + r2 * 0.0013950478751212358f);
   const V er = (r2 * p + r) + 1.0f;
   const V y = er * bitcast<V>((convert<I>(n) + 127) << 23);
-  const V inf = splat<V>(std::numeric_limits<float>::infinity());
-  return x < low ? V{} : (x > high ? inf : y);
+  return x < low ? V{} : y;
 }
 
-// Natural log of positive normal floats (NaN stays NaN; other inputs are never passed).
+// Natural log of positive normal floats (other inputs are never passed).
 template <class V>
-FQVAE_INLINE V fast_log(V x) {
+FQVAE_INLINE V fast_log_positive(V x) {
   using I = Rebind<V, int32_t>;
   constexpr int32_t kSqrtHalf = 0x3f3504f3;  // bits of sqrt(1/2)
   constexpr float kLn2Hi = 0.693359375f;
@@ -53,8 +52,13 @@ FQVAE_INLINE V fast_log(V x) {
   const V p67 = 0.11888162791728973f - 0.11675651371479034f * f;
   const V p = (p01 + f2 * p23) + f4 * ((p45 + f2 * p67) + f4 * 0.0674663856625557f);
   const V lo = (p * f2) * f - 0.5f * f2 + e * kLn2Lo;
-  const V y = (lo + f) + e * kLn2Hi;
-  return x == x ? y : x;
+  return (lo + f) + e * kLn2Hi;
+}
+
+// fast_log_positive that passes NaN through.
+template <class V>
+FQVAE_INLINE V fast_log(V x) {
+  return x == x ? fast_log_positive(x) : x;
 }
 
 // e^x in the accumulate type: fast_exp for float vectors, libm per lane for double vectors.
