@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from fqvae.models.base import DisentanglementModel, Optimizers
 from fqvae.nn import build_backbone
@@ -45,6 +46,13 @@ def evaluating(module: nn.Module) -> Iterator[None]:
         yield
     finally:
         module.train(was_training)
+
+
+def frozen_call(module: nn.Module, *inputs: Tensor) -> Tensor:
+    """``module(*inputs)`` with its parameters detached: the gradient reaches the inputs only,
+    and nothing is toggled (every ``requires_grad`` stays as it is)."""
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return functional_call(module, params, inputs)
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,8 @@ class AutoencoderModel(DisentanglementModel):
 
     #: this class's defaults for :class:`OptimConfig`
     optim_defaults: ClassVar[dict[str, Any]] = {}
+    #: ``(beta1, beta2)`` of the main Adam/AdamW optimizers
+    adam_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
 
     def __init__(
         self,
@@ -205,16 +215,18 @@ class AutoencoderModel(DisentanglementModel):
         if not lr > 0 or not iterations >= 1:
             raise ValueError(f"need lr > 0 and iterations >= 1, got {lr}, {iterations}")
         params = dict(self.named_parameters())
-        cfg = self.optim
+        cfg, betas = self.optim, self.adam_betas
         if cfg.optimizer == "split":
             reg, unreg = decay_groups(self)
             main = [
-                torch.optim.AdamW([params[n] for n in reg], lr=lr, weight_decay=cfg.weight_decay),
-                torch.optim.Adam([params[n] for n in unreg], lr=lr),
+                torch.optim.AdamW(
+                    [params[n] for n in reg], lr=lr, betas=betas, weight_decay=cfg.weight_decay
+                ),
+                torch.optim.Adam([params[n] for n in unreg], lr=lr, betas=betas),
             ]
         else:
             own = [p for n, p in params.items() if not n.startswith("discriminator.")]
-            main = [torch.optim.Adam(own, lr=lr)]
+            main = [torch.optim.Adam(own, lr=lr, betas=betas)]
         disc = None
         if self.has_discriminator:
             disc = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr or lr)

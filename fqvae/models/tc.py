@@ -7,18 +7,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from fqvae import ops
-from fqvae.models.common import check_nonneg
+from fqvae.models.common import check_nonneg, frozen_call
 from fqvae.nn import TCDiscriminator
 
 
 def tc_estimate(disc: nn.Module, codes: Tensor) -> Tensor:
     """``mean_b(D(codes)[:, 0] - D(codes)[:, 1])`` with D's parameters frozen (detached), so the
     gradient reaches ``codes`` only. ``codes``: ``(B, L, K)`` soft one-hots or ``(B, L)``."""
-    frozen = {name: p.detach() for name, p in disc.named_parameters()}
-    logits = functional_call(disc, frozen, (codes.flatten(1),))
+    logits = frozen_call(disc, codes.flatten(1))
     return (logits[:, 0] - logits[:, 1]).mean()
 
 
