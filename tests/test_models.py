@@ -22,6 +22,7 @@ from fqvae.models import (
 )
 from fqvae.models.betatcvae import log_normal, mws_decomposition
 from fqvae.models.common import decay_groups
+from fqvae.models.didr import gradient_penalty, sample_pairs, supervised_contrastive
 from fqvae.models.dvae import draw_seed, gumbel_softmax
 from fqvae.models.tc import discriminator_terms, tc_estimate
 from fqvae.nn import TCDiscriminator, build_backbone
@@ -563,3 +564,151 @@ def test_dlib_arch_at_64():
     x = toy_images(2, 64, 1)
     assert model.reconstruct(x).shape == (2, 1, 64, 64)
     assert model.encoder.net[8].kernel_size == (4, 4)
+
+
+# ------------------------------------------------------------------------------ DiD-R
+
+
+def test_did_r_pairs_change_exactly_one_code():
+    torch.manual_seed(0)
+    c, c_pair, k = sample_pairs(512, 6)
+    assert c.min() >= -1 and c.max() <= 1 and c_pair.min() >= -1 and c_pair.max() <= 1
+    changed_entries = c != c_pair
+    assert torch.equal(changed_entries.sum(1), torch.ones(512, dtype=torch.long))
+    assert torch.equal(changed_entries.float().argmax(1), k)
+    delta = (c_pair - c).gather(1, k[:, None]).abs()
+    assert delta.min() >= 0.5 - 1e-6 and delta.max() <= 1 + 1e-6
+    assert set(k.tolist()) == set(range(6))
+
+
+def test_did_r_gradient_penalty():
+    torch.manual_seed(0)
+    real, fake = torch.rand(5, 1, 4, 4, dtype=torch.float64), torch.rand(5, 1, 4, 4).double()
+    eps = torch.rand(5, 1, 1, 1, dtype=torch.float64)
+    # a linear critic has gradient w everywhere: GP = (||w|| - 1)^2
+    w = torch.randn(16, dtype=torch.float64)
+    gp = gradient_penalty(lambda im: im.flatten(1) @ w, real, fake, eps)
+    assert torch.allclose(gp, (w.norm() - 1) ** 2)
+    # its gradient in the critic's parameters matches finite differences (double backward)
+    w1 = torch.randn(16, 3, dtype=torch.float64, requires_grad=True)
+    w2 = torch.randn(3, dtype=torch.float64, requires_grad=True)
+
+    def penalty(a, b):
+        return gradient_penalty(lambda im: torch.tanh(im.flatten(1) @ a) @ b, real, fake, eps)
+
+    assert torch.autograd.gradcheck(penalty, (w1, w2))
+
+
+def test_did_r_contrastive_loss():
+    h = F.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0], [-1.0, 0.0]]))
+    labels = torch.tensor([0, 0, 1, 1, 2])  # the last anchor has no positive and is skipped
+    sim = h @ h.T / 0.1
+    expected = []
+    for m, p in ((0, 1), (1, 0), (2, 3), (3, 2)):
+        others = [a for a in range(5) if a != m]
+        expected.append(-(sim[m, p] - torch.logsumexp(sim[m, others], 0)))
+    assert torch.allclose(supervised_contrastive(h, labels, 0.1), torch.stack(expected).mean())
+    assert supervised_contrastive(h, torch.arange(5)) == 0
+
+
+def xy_squares(c: torch.Tensor, size: int = 32, side: int = 6) -> torch.Tensor:
+    """A fixed XYSquares-style generator: code ``i`` in [-1, 1] slides square ``i`` along its
+    own horizontal band, so a pair differing in code ``k`` differs in band ``k`` only."""
+    x = torch.zeros(len(c), 3, size, size)
+    band = size // c.shape[1]
+    cols = ((c + 1) / 2 * (size - side)).round().long()
+    for b in range(len(c)):
+        for i in range(c.shape[1]):
+            x[b, :, i * band + 1 : i * band + 1 + side, cols[b, i] : cols[b, i] + side] = 1.0
+    return x
+
+
+def test_did_r_difference_loss_falls_on_fixed_generator_outputs():
+    model = make("did_r")
+    torch.manual_seed(0)
+    c, c_pair, k = sample_pairs(32, L)
+    x1, x2 = xy_squares(c), xy_squares(c_pair)
+    assert all((x1[i] != x2[i]).any() for i in range(32))
+    opt = torch.optim.Adam(model.difference.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        loss = model.difference_terms(x1, x2, k, frozen=False)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) < 0.8 * sum(losses[:5]), losses
+
+
+def grads(module):
+    return {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+
+
+def test_did_r_each_network_gets_its_own_gradient():
+    model = make("did_r", lambda_h=0.5, lambda_enc=3.0)
+    x = toy_images(8)
+    model.set_step(10)  # a generator step (n_critic 5)
+    torch.manual_seed(3)
+    model(x)["loss"].backward()
+    got = {name: grads(getattr(model, name)) for name in ("encoder", "difference", "decoder")}
+    # the three losses of the spec, separately, from the same random draws
+    torch.manual_seed(3)
+    c, c_pair, k = sample_pairs(8, L)
+    n = torch.randn(8, 0)
+    x1, x2 = model.generate(c, n), model.generate(c_pair, n)
+    eps = torch.rand(8, 1, 1, 1)
+
+    def critic_value(im):
+        return model.encoder(im)[:, 0]
+
+    def enc_loss(im):
+        return (model.encoder(im)[:, 1:] - c).pow(2).sum(1).mean()
+
+    fake = x1.detach()
+    gp = gradient_penalty(critic_value, x, fake, eps)
+    critic = critic_value(fake).mean() - critic_value(x).mean() + 10 * gp + 3.0 * enc_loss(fake)
+    diff = model.difference_terms(fake, x2.detach(), k, frozen=False)
+    gen = -critic_value(x1).mean() + 0.5 * model.difference_terms(x1, x2, k, frozen=False)
+    gen = gen + 3.0 * enc_loss(x1)
+    for name, loss in (("encoder", critic), ("difference", diff), ("decoder", gen)):
+        module = getattr(model, name)
+        expected = torch.autograd.grad(loss, list(module.parameters()), retain_graph=True)
+        assert set(got[name]) == {n for n, _ in module.named_parameters()}, name
+        for (pname, _), g in zip(module.named_parameters(), expected):
+            assert torch.allclose(got[name][pname], g, rtol=1e-4, atol=1e-6), (name, pname)
+
+
+def test_did_r_generator_moves_every_n_critic_steps():
+    model = make("did_r", n_critic=3)
+    opts = model.configure_optimizers(lr=1e-3, iterations=10)
+    assert len(opts.main) == 1 and opts.discriminator is None and opts.schedulers == []
+    assert opts.main[0].defaults["betas"] == (0.0, 0.9)
+    x = toy_images(8)
+    for it in range(6):
+        model.set_step(it)
+        before, others = snapshot(model.decoder), snapshot(model.difference)
+        terms, _ = train_step(model, opts, x)
+        assert bool(changed(before, model.decoder)) == (it % 3 == 0), it
+        assert changed(others, model.difference)
+        assert {"critic_loss", "wdist", "gp", "enc_loss", "diff_loss", "gen_loss"} <= set(terms)
+    state = opts.main[0].state
+    assert all(state[p]["step"] == 2 for p in model.decoder.parameters())
+    assert all(state[p]["step"] == 6 for p in model.encoder.parameters())
+    # zeroed (not None) gradients off a generator step still leave the generator alone
+    model.set_step(7)
+    for p in model.decoder.parameters():
+        p.grad = torch.zeros_like(p)
+    model.before_optimizer_step()
+    assert all(p.grad is None for p in model.decoder.parameters())
+
+
+def test_did_r_representation_is_the_samples_encoder():
+    model = make("did_r", difference_loss="classify")
+    x = toy_images(4)
+    model.eval()
+    out = model.encoder(x)
+    model.train()
+    assert torch.equal(model.representation(x), out[:, 1:].detach())
+    assert model.traversal_values(3)[0].tolist() == [-1.0, 0.0, 1.0]
+    assert model.difference_head.out_features == L
+    assert torch.isfinite(model(x)["diff_loss"])

@@ -11,6 +11,7 @@ from fqvae.models.betatcvae import BetaTCVAE
 from fqvae.models.bioae import BioAE
 from fqvae.models.common import AutoencoderModel, OptimConfig
 from fqvae.models.devae import DeVAE
+from fqvae.models.didr import DiDR
 from fqvae.models.dvae import DVAE
 from fqvae.models.factordvae import FactorDVAE
 from fqvae.models.factorqvae import FactorQVAE
@@ -35,6 +36,7 @@ MODELS: dict[str, type[DisentanglementModel]] = {
         QLAE,
         BetaTCVAE,
         DeVAE,
+        DiDR,
     )
 }
 _SHAPE_ARGS = ("in_channels", "image_size", "num_latents")
