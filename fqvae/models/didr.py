@@ -93,7 +93,8 @@ class DiDR(AutoencoderModel):
     - generator, every ``n_critic``-th batch (``set_step``): ``-mean V(G) + lambda_h * L_H +
       lambda_enc * L_enc``, with ``L_enc = mean ||E(G(c, n)) - c||^2``.
 
-    The generator's term uses the critic as it is before this batch's critic update.
+    The generator's term sees the critic before this batch's critic update, i.e. after its
+    updates on the previous ``n_critic`` batches, and this batch's draws of ``(c, n)``.
     Representation: ``E(x)``. Defaults (untuned): ``lambda_h`` 1, ``lambda_enc`` 200, Adam(b1 0,
     b2 0.9) at a constant rate; the published settings add lr 2e-4, batch 64, 200k batches.
     """
@@ -186,8 +187,14 @@ class DiDR(AutoencoderModel):
             loss = loss + (-out[:, 0].mean() + self.lambda_h * gen_diff + self.lambda_enc * gen_enc)
         # the generator's loss value, logged every batch (on generator steps: the term above)
         gen = -v_fake.mean() + self.lambda_h * diff + self.lambda_enc * enc
-        terms = {"critic_loss": critic, "wdist": wdist, "gp": gp, "enc_loss": enc}
-        terms.update(diff_loss=diff, gen_loss=gen)
+        terms = {
+            "critic_loss": critic,
+            "wdist": wdist,
+            "gp": gp,
+            "enc_loss": enc,
+            "diff_loss": diff,
+            "gen_loss": gen,
+        }
         return {"loss": loss, **{name: t.detach() for name, t in terms.items()}}
 
     @torch.no_grad()
