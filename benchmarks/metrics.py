@@ -4,7 +4,9 @@ noisy factor read-outs, three two-factor mixtures, two noise codes, one dead cod
 continuous values or as 16-level index codes. No dataset file is needed.
 
 Rows with ``workers = 1`` run in-process on one core; the others use ``--n-jobs`` worker
-processes. Both give the same values (checked). The ``reference loop`` rows compute InfoMEC the
+processes. Both give the same values (checked). Each row records the 1-minute load average, and
+``parallel_probe`` in the metadata is the speed-up of pure-Python work spread over the workers
+(how many cores were actually free). The ``reference loop`` rows compute InfoMEC the
 way the QLAE authors' code does (pair-by-pair scikit-learn calls, dense one-hot features,
 fitted null models) for comparison.
 
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
-from joblib import effective_n_jobs
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.feature_selection import mutual_info_classif
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, mutual_info_score
@@ -126,6 +128,27 @@ def reference_infomec(z: np.ndarray, y: np.ndarray, discrete: bool, k: int = 10)
     return {"infom": infom, "infoe": float(np.mean(e)), "infoc": infoc}
 
 
+def _spin() -> int:
+    total = 0
+    for i in range(20_000_000):
+        total += i
+    return total
+
+
+def parallel_probe(n_jobs: int) -> float:
+    """How many cores this process can use right now: the time of ``workers`` pure-Python
+    spins run one after another, over their time in ``workers`` parallel processes."""
+    workers = effective_n_jobs(n_jobs)
+    Parallel(n_jobs=workers)(delayed(_spin)() for _ in range(workers))  # start the workers
+    start = time.perf_counter()
+    for _ in range(workers):
+        _spin()
+    sequential = time.perf_counter() - start
+    start = time.perf_counter()
+    Parallel(n_jobs=workers)(delayed(_spin)() for _ in range(workers))
+    return round(sequential / (time.perf_counter() - start), 2)
+
+
 def measure(fn: Callable[..., dict], *args: Any, **kwargs: Any) -> tuple[float, dict]:
     start = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -161,6 +184,7 @@ class Recorder:
                 "seconds": round(seconds, 2),
                 "values": values,
                 "same_values": same,
+                "load_average_1min": round(os.getloadavg()[0], 2),
             }
         )
         print(
@@ -235,7 +259,7 @@ def run(cases: tuple[str, ...], n_jobs: int, num_train: int, num_test: int) -> l
 
 
 def print_table(rows: list[dict]) -> None:
-    headers = ("metric", "variant", "workers", "seconds", "same values")
+    headers = ("metric", "variant", "workers", "seconds", "same values", "load")
     table = [
         (
             r["metric"],
@@ -243,6 +267,7 @@ def print_table(rows: list[dict]) -> None:
             str(r["workers"]),
             f"{r['seconds']:.2f}",
             "" if r["same_values"] is None else ("yes" if r["same_values"] else "NO"),
+            f"{r['load_average_1min']:.1f}",
         )
         for r in rows
     ]
@@ -277,9 +302,11 @@ def main() -> None:
         "sklearn_version": sklearn.__version__,
         "torch": torch.__version__,
     }
+    meta["parallel_probe_before"] = parallel_probe(args.n_jobs)
     print(f"metrics benchmark: {meta}")
     rows = run(cases, args.n_jobs, args.num_train, args.num_test)
     meta["load_average_after"] = os.getloadavg()
+    meta["parallel_probe_after"] = parallel_probe(args.n_jobs)
     print()
     print_table(rows)
     if args.json:

@@ -105,6 +105,18 @@ def _normalise(mean_ratio: float, count: int) -> float:
     return (mean_ratio - 1.0 / count) / (1.0 - 1.0 / count)
 
 
+def _infoc(p: np.ndarray, num_active: int) -> float:
+    """InfoC from the NMI columns ``p`` (F, D') of ``num_active`` active latents."""
+    if num_active == 1:
+        warnings.warn(
+            "InfoC is undefined with a single active latent; returning NaN",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return float("nan")
+    return _normalise(_ratio_mean(p, 1), num_active)
+
+
 def _infom_infoc_standalone(nmi: np.ndarray, active: np.ndarray) -> tuple[float, float]:
     num_sources, p = nmi.shape[0], nmi[:, active]
     num_active = p.shape[1]
@@ -119,31 +131,17 @@ def _infom_infoc_standalone(nmi: np.ndarray, active: np.ndarray) -> tuple[float,
             stacklevel=3,
         )
     infom = _normalise(_ratio_mean(p[:, ~empty], 0), num_sources) if (~empty).any() else 0.0
-    if num_active == 1:
-        warnings.warn(
-            "InfoC is undefined with a single active latent; returning NaN",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return infom, float("nan")
-    return infom, _normalise(_ratio_mean(p, 1), num_active)
+    return infom, _infoc(p, num_active)
 
 
 def _infom_infoc_training_loop(nmi: np.ndarray, active: np.ndarray) -> tuple[float, float]:
+    """Inactive columns of ``nmi`` are already zero; their NaN ratios are left out of InfoM."""
     num_sources, num_active = nmi.shape[0], int(active.sum())
     if num_active == 0:
         return 0.0, 0.0
     with np.errstate(invalid="ignore"):
         ratios = nmi.max(axis=0) / nmi.sum(axis=0)
-    infom = _normalise(float(np.nanmean(ratios)), num_sources)
-    if num_active == 1:
-        warnings.warn(
-            "InfoC is undefined with a single active latent; returning NaN",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return infom, float("nan")
-    return infom, _normalise(_ratio_mean(nmi, 1), num_active)
+    return _normalise(float(np.nanmean(ratios)), num_sources), _infoc(nmi, num_active)
 
 
 def _top_gap(x: np.ndarray, axis: int) -> np.ndarray:
