@@ -21,6 +21,21 @@ IndexType index_type(at::ScalarType type) {
   }
 }
 
+at::ScalarType acc_type(const at::Tensor& z) {
+  return z.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+Layout quantizer_layout(const at::Tensor& z, const at::Tensor& codebook) {
+  check_cpu(z, "z");
+  check_cpu(codebook, "codebook");
+  TORCH_CHECK(z.dim() == 2 && codebook.dim() == 2, "z must be (M, D) and codebook (C, K)");
+  const int64_t rows = codebook.size(0), K = codebook.size(1);
+  TORCH_CHECK(rows == 1 || rows == z.size(1), "codebook rows must be 1 or D = ", z.size(1));
+  TORCH_CHECK(K >= 1 && K <= 65536, "codebook size must be in [1, 65536], got ", K);
+  return Layout{z.numel(), rows, static_cast<int>(K), rows + kLanes,
+                Groups(z.numel(), K * (rows + kLanes))};
+}
+
 at::Tensor tile_codebook(const at::Tensor& codebook, at::ScalarType acc) {
   const int64_t rows = codebook.size(0), width = rows + kLanes;
   const at::Tensor cbt = codebook.to(acc).t();  // (K, C)

@@ -30,6 +30,21 @@ decltype(auto) dispatch_storage(at::ScalarType type, const char* name, F&& f) {
 
 IndexType index_type(at::ScalarType type);
 
+// float64 for float64 z, else float32.
+at::ScalarType acc_type(const at::Tensor& z);
+
+// Sizes of a quantizer call on canonical inputs: z (M, D), codebook (C, K) with C in {1, D}.
+struct Layout {
+  int64_t n;       // elements of z
+  int64_t rows;    // codebook rows C: element r uses row r % C
+  int K;           // codebook size
+  int64_t stride;  // row stride of the tiled codebook, C + kLanes
+  Groups groups;   // reduction groups; one group's codebook partial is K * stride doubles
+};
+
+// Checks the canonical layouts (CPU, contiguous, C in {1, D}) and returns the sizes.
+Layout quantizer_layout(const at::Tensor& z, const at::Tensor& codebook);
+
 // The codebook laid out for tiles: ext[k][j] = codebook[j % C][k] for j < C + kLanes, in the
 // accumulate dtype `acc`. A tile starting at flat element r0 reads its lane values contiguously
 // from ext + r0 % C (row stride C + kLanes). Shape (K, C + kLanes).

@@ -13,14 +13,6 @@
 namespace fqvae::cpu {
 namespace {
 
-struct Layout {
-  int64_t n;       // elements of z
-  int64_t rows;    // codebook rows C: element r uses row r % C
-  int K;           // codebook size
-  int64_t stride;  // row stride of the tiled codebook, C + kLanes
-  Groups groups;
-};
-
 struct ForwardArgs {
   Layout L;
   const void* z;    // (N,) storage S
@@ -180,27 +172,12 @@ auto backward_kernel() {
   return &backward_generic<S>;
 }
 
-at::ScalarType acc_type(const at::Tensor& z) {
-  return z.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
-
-Layout make_layout(const at::Tensor& z, const at::Tensor& codebook) {
-  const int64_t rows = codebook.size(0), K = codebook.size(1);
-  TORCH_CHECK(z.dim() == 2 && codebook.dim() == 2, "z must be (M, D) and codebook (C, K)");
-  TORCH_CHECK(rows == 1 || rows == z.size(1), "codebook rows must be 1 or D");
-  TORCH_CHECK(K >= 1 && K <= 65536, "codebook size out of range");
-  return Layout{z.numel(), rows, static_cast<int>(K), rows + kLanes,
-                Groups(z.numel(), K * (rows + kLanes))};
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> nearest_forward(const at::Tensor& z,
                                                                const at::Tensor& codebook,
                                                                at::ScalarType index_dtype) {
-  check_cpu(z, "z");
-  check_cpu(codebook, "codebook");
-  const Layout L = make_layout(z, codebook);
+  const Layout L = quantizer_layout(z, codebook);
   const at::Tensor ext = tile_codebook(codebook, acc_type(z));
   at::Tensor q = at::empty_like(z);
   at::Tensor idx = at::empty(z.sizes(), z.options().dtype(index_dtype));
@@ -220,11 +197,9 @@ std::tuple<at::Tensor, at::Tensor> nearest_backward(const std::optional<at::Tens
                                                     const at::Tensor& coef_c, const at::Tensor& z,
                                                     const at::Tensor& codebook,
                                                     const at::Tensor& idx) {
-  check_cpu(z, "z");
-  check_cpu(codebook, "codebook");
+  const Layout L = quantizer_layout(z, codebook);
   check_cpu(idx, "idx");
   TORCH_CHECK(idx.sizes() == z.sizes(), "idx must have the shape of z");
-  const Layout L = make_layout(z, codebook);
   const at::Tensor ext = tile_codebook(codebook, acc_type(z));
   at::Tensor gq;
   if (grad_q.has_value()) {

@@ -24,11 +24,13 @@ FQVAE_INLINE void stream_row(uint64_t row, int64_t cols, uint64_t seed, uint32_t
   for (int64_t g0 = 0; g0 < groups; g0 += kLanes) {
     counters_for_groups(c, row, static_cast<uint32_t>(g0), offset);
     philox_lanes(Isa{}, c, seed, w);
-    for (int i = 0; i < kLanes; ++i) {
-      for (int j = 0; j < 4; ++j) {
-        const int64_t col = 4 * (g0 + i) + j;
-        if (col < cols) emit(col, w[j][i]);
+    const int64_t col0 = 4 * g0;
+    if (col0 + 4 * kLanes <= cols) {
+      for (int i = 0; i < kLanes; ++i) {
+        for (int j = 0; j < 4; ++j) emit(col0 + 4 * i + j, w[j][i]);
       }
+    } else {
+      for (int64_t col = col0; col < cols; ++col) emit(col, w[(col - col0) % 4][(col - col0) / 4]);
     }
   }
 }

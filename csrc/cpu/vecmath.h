@@ -34,25 +34,24 @@ FQVAE_INLINE V fast_exp(V x) {
   return x < low ? V{} : y;
 }
 
-// Natural log of positive normal floats (other inputs are never passed).
+// Natural log of positive normal floats (other inputs are never passed). The exponent term uses
+// one float ln 2: its error, at most 24 * 2e-9 here, stays far below an ulp of the result.
 template <class V>
 FQVAE_INLINE V fast_log_positive(V x) {
   using I = Rebind<V, int32_t>;
   constexpr int32_t kSqrtHalf = 0x3f3504f3;  // bits of sqrt(1/2)
-  constexpr float kLn2Hi = 0.693359375f;
-  constexpr float kLn2Lo = -2.12194440e-4f;
   const I t = bitcast<I>(x) - kSqrtHalf;
   const V e = convert<V>(t >> 23);  // x = 2^e * m, m in [sqrt(1/2), sqrt(2))
   const V f = bitcast<V>((t & 0x7fffff) + kSqrtHalf) - 1.0f;
   // log(1 + f) = f - f^2 / 2 + f^3 * p(f)
   const V f2 = f * f, f4 = f2 * f2;
-  const V p01 = 0.3333331346511841f - 0.25000008940696716f * f;
-  const V p23 = 0.2000211924314499f - 0.1666799634695053f * f;
-  const V p45 = 0.14219552278518677f - 0.1240558922290802f * f;
-  const V p67 = 0.11888162791728973f - 0.11675651371479034f * f;
-  const V p = (p01 + f2 * p23) + f4 * ((p45 + f2 * p67) + f4 * 0.0674663856625557f);
-  const V lo = (p * f2) * f - 0.5f * f2 + e * kLn2Lo;
-  return (lo + f) + e * kLn2Hi;
+  const V p01 = 0.3333333134651184f - 0.2500081956386566f * f;
+  const V p23 = 0.20001226663589478f - 0.16623356938362122f * f;
+  const V p45 = 0.14201758801937103f - 0.13160182535648346f * f;
+  const V p67 = 0.12761574983596802f - 0.07634492963552475f * f;
+  const V p = (p01 + f2 * p23) + f4 * (p45 + f2 * p67);
+  const V lo = (p * f2) * f - 0.5f * f2;
+  return (lo + f) + e * 0.693147180559945f;
 }
 
 // fast_log_positive that passes NaN through.
