@@ -33,7 +33,7 @@ ROWS = (
 )
 
 
-def demo_config(steps: int = 1500, out: str = "runs/demo", data: str = "toy",
+def demo_config(steps: int = 1000, out: str = "runs/demo", data: str = "toy",
                 data_path: str | None = None, device: str = "auto", num_train: int = 1000,
                 num_test: int = 500, seed: int = 1, progress: bool = True) -> Config:
     """The demo's resolved configuration: FactorQVAE, ``small`` backbone, batch 64, the
@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
     p = subparsers.add_parser("demo", help="train a small FactorQVAE on CPU in minutes",
                               description=__doc__)
-    p.add_argument("--steps", type=int, default=1500, help="training steps (1500)")
+    p.add_argument("--steps", type=int, default=1000, help="training steps (1000)")
     p.add_argument("--out", default="runs/demo", help="output folder (runs/demo)")
     p.add_argument("--data", default="toy", choices=("toy", "dsprites"),
                    help="toy (generated in memory, default) or dsprites (needs --data-path)")

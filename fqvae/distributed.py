@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -48,7 +49,9 @@ def init(device_type: str) -> Dist:
     if not dist.is_initialized():
         if device_type == "cuda":
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        # generous timeout: the other ranks wait while rank 0 runs a periodic evaluation
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
+                                timeout=timedelta(hours=1))
     return info
 
 

@@ -108,6 +108,8 @@ def resolve(cfg: Config) -> list[str]:
         cfg.model.latents = entry["num_latents"]
     if cfg.model.arch is None:
         cfg.model.arch = _default_arch(model)
+    if "arch" in cfg.model.hparams:
+        raise ConfigError("set the backbone with model.arch (--arch), not model.hparams.arch")
     unknown = sorted(set(cfg.model.hparams) - set(hparam_names(model)))
     if unknown:
         raise ConfigError(f"model {model!r} has no hparams {unknown}; its hparams: "
@@ -117,10 +119,11 @@ def resolve(cfg: Config) -> list[str]:
     return notes
 
 
-def _default_arch(model: str) -> str:
+def _default_arch(model: str) -> str | None:
     from fqvae.models import MODELS
 
-    return inspect.signature(MODELS[model]).parameters["arch"].default
+    arch = inspect.signature(MODELS[model]).parameters.get("arch")
+    return None if arch is None else arch.default
 
 
 def validate(cfg: Config, check_names: bool = True) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import platform
 import signal
 import sys
@@ -267,6 +268,7 @@ def configure_backends(cfg: Config, device: torch.device) -> None:
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = not cfg.train.deterministic
     if cfg.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
@@ -450,15 +452,15 @@ def train(cfg: Config, *, resume: bool = False, dataset: Any = None,
         prefetch.shutdown(wait=True, cancel_futures=True)
         bar.close()
 
-    # -- final evaluation -----------------------------------------------------------------
+    # -- final evaluation, on rank 0 alone ------------------------------------------------
+    distributed.barrier(dist_info)
+    distributed.shutdown(dist_info)
     final: dict[str, Any] = {}
     if main:
         if stop_reason is None:
             final = run_eval(cfg.eval.final_num_train, cfg.eval.final_num_test)
         write_json({"step": step, "final": final, "periodic": evals}, metrics_file)
         logger.close()
-    distributed.barrier(dist_info)
-    distributed.shutdown(dist_info)
     return RunResult(out, step, stop_reason, final)
 
 

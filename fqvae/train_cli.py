@@ -152,7 +152,8 @@ def _list() -> str:
     from fqvae.models import hparam_names
 
     lines = ["models (model.hparams keys):"]
-    lines += [f"  {m}: {', '.join(hparam_names(m))}" for m in presets.models()]
+    lines += [f"  {m}: {', '.join(h for h in hparam_names(m) if h != 'arch')}"
+              for m in presets.models()]
     lines += ["presets:", "  " + ", ".join(presets.preset_names())]
     lines += ["config keys:", "  " + ", ".join(keys())]
     return "\n".join(lines)

@@ -86,6 +86,7 @@ def test_overrides_flags_and_set(capsys):
     (["--set", "train.lr"], "KEY=VALUE"),
     (["--set", "train.batch=big"], "train.batch must be int"),
     (["--set", "model.hparams.beta=3"], "has no hparams ['beta']"),
+    (["--set", "model.hparams.arch=small"], "set the backbone with model.arch"),
     (["--steps", "0"], "train.iterations must be > 0"),
     (["--fidelity", "exact"], "train.fidelity must be one of reference, clean"),
     (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device"),
