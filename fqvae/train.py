@@ -34,6 +34,7 @@ from fqvae.distributed import Dist
 from fqvae.logging_utils import Logger, progress_bar
 from fqvae.metrics.report import write_json
 from fqvae.models.base import DisentanglementModel, Optimizers
+from fqvae.models.common import evaluating
 
 MANIFEST = "config.json"
 METRICS = "metrics.json"
@@ -207,19 +208,14 @@ def evaluate(model: DisentanglementModel, dataset: Any, images: Tensor, cfg: Con
     from fqvae.metrics import evaluate as evaluate_metrics
 
     devices = [device] if device.type == "cuda" else []
-    was_training = model.training
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        model.eval()
-        try:
-            recon = torch.cat([model.reconstruct(images[i : i + 256]).float()
-                               for i in range(0, len(images), 256)])
-            result = evaluate_metrics(
-                Representation(model), dataset, metrics=cfg.eval.metrics, num_train=num_train,
-                num_test=num_test, discrete=model.discrete, device=device,
-                preset=cfg.eval.metric_preset, n_jobs=cfg.eval.n_jobs, progress=False,
-            )
-        finally:
-            model.train(was_training)
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), evaluating(model):
+        recon = torch.cat([model.reconstruct(images[i : i + 256]).float()
+                           for i in range(0, len(images), 256)])
+        result = evaluate_metrics(
+            Representation(model), dataset, metrics=cfg.eval.metrics, num_train=num_train,
+            num_test=num_test, discrete=model.discrete, device=device,
+            preset=cfg.eval.metric_preset, n_jobs=cfg.eval.n_jobs, progress=False,
+        )
     result["recon.mse"] = float(torch.mean((recon - images.float()) ** 2))
     return result
 

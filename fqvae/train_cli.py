@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from fqvae.config import Config, ConfigError, set_key
+from fqvae.config import Config, ConfigError, get_key, set_key
 
 # command-line flag (argparse dest) -> config key
 FLAGS = {
@@ -115,20 +115,14 @@ def build_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
         set_by_preset.update(presets.apply_preset(cfg, name))
     for dest, key in FLAGS.items():
         value = getattr(args, dest)
-        if key in set_by_preset and value is not None and value != _get(cfg, key):
+        if key in set_by_preset and value is not None and value != get_key(cfg, key):
             raise ConfigError(f"--{dest.replace('_', '-')} {value} conflicts with --preset "
-                              f"{cfg.preset} ({key}={_get(cfg, key)!r})")
+                              f"{cfg.preset} ({key}={get_key(cfg, key)!r})")
     _apply_overrides(cfg, args)
     if cfg.out == Config().out and not args.out:
         cfg.out = f"runs/{cfg.model.name}-{cfg.data.name}"
     notes = presets.resolve(cfg)
     return cfg, notes
-
-
-def _get(cfg: Config, key: str) -> object:
-    from fqvae.config import get_key
-
-    return get_key(cfg, key)
 
 
 def _apply_overrides(cfg: Config, args: argparse.Namespace) -> None:

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from fqvae.data.io import atomic_path
 from fqvae.models.base import DisentanglementModel
+from fqvae.models.common import evaluating
 
 _PAD = 2
 _BACKGROUND = (255, 255, 255)
@@ -42,9 +44,7 @@ def traversal_grid(model: DisentanglementModel, x: torch.Tensor, steps: int = 10
     """One row per latent: the input image, its reconstruction, then ``steps`` decodings with
     that latent swept over ``model.traversal_values(steps)`` and the others held at the input's
     values. ``x`` is one image ``(1, C, H, W)`` in the model's pixel convention."""
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         z = model.encode_latents(x[:1])
         values = model.traversal_values(steps).to(z)
         latents = z.shape[1]
@@ -53,8 +53,6 @@ def traversal_grid(model: DisentanglementModel, x: torch.Tensor, steps: int = 10
         swept[torch.arange(len(swept), device=z.device), rows] = values.reshape(-1)
         decoded = to_uint8(model.decode_latents(swept), model.pixels)
         fixed = to_uint8(torch.cat([x[:1], model.reconstruct(x[:1])]), model.pixels)
-    finally:
-        model.train(was_training)
     h, w = decoded.shape[1:3]
     grid = np.concatenate(
         [np.broadcast_to(fixed, (latents, 2, h, w, 3)), decoded.reshape(latents, steps, h, w, 3)],
@@ -104,25 +102,18 @@ def usage_image(counts: np.ndarray, width: int = 512, row_height: int = 36) -> n
 
 def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an RGB uint8 array as PNG, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    Image.fromarray(image).save(tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+    return Path(path)
 
 
 @torch.no_grad()
 def representation_codes(model: DisentanglementModel, images: torch.Tensor,
                          batch_size: int = 256) -> np.ndarray:
     """``model.representation`` of ``images`` in eval mode, ``(n, L)`` numpy."""
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         codes = [model.representation(images[i : i + batch_size]).float().cpu()
                  for i in range(0, len(images), batch_size)]
-    finally:
-        model.train(was_training)
     return torch.cat(codes).numpy()
 
 
