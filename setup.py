@@ -85,15 +85,21 @@ def _extension_setup() -> dict:
         include_dirs=[os.path.join(ROOT, "csrc")],
         extra_link_args=link,
     )
+    ext = None
     if with_cuda:
-        sources += _sources("csrc/cuda/*.cu") + _sources("csrc/cuda/*.cpp")
-        ext = cpp_extension.CUDAExtension(
-            sources=sources,
-            define_macros=[("FQVAE_WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"]},
-            **kwargs,
-        )
-    else:
+        try:
+            ext = cpp_extension.CUDAExtension(
+                sources=sources + _sources("csrc/cuda/*.cu") + _sources("csrc/cuda/*.cpp"),
+                define_macros=[("FQVAE_WITH_CUDA", None)],
+                extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"]},
+                **kwargs,
+            )
+        except OSError as exc:  # e.g. CUDA_HOME not found
+            if _env_flag("FQVAE_REQUIRE_EXT"):
+                raise
+            _warn(f"cannot set up the CUDA kernels ({exc}); building the CPU kernels only.")
+            with_cuda = False
+    if ext is None:
         ext = cpp_extension.CppExtension(sources=sources, extra_compile_args={"cxx": cxx}, **kwargs)
     print(f"fqvae: building fqvae._C ({'CPU + CUDA' if with_cuda else 'CPU'} kernels)")
     return {"ext_modules": [ext], "cmdclass": {"build_ext": BuildExt}}

@@ -1,16 +1,17 @@
 // Shared Gumbel helpers that need ATen: the float64 noise and the argument checks.
 #include <ATen/ops/from_blob.h>
-#include <ATen/ops/log.h>
-#include <ATen/ops/neg.h>
+#include <ATen/ops/log_cpu_dispatch.h>
+#include <ATen/ops/neg_cpu_dispatch.h>
 
 #include "gumbel.h"
 
 namespace fqvae::cpu::gumbel {
 
-// In place: u -> -log(-log(u)) with ATen's float32 log, the reference's own arithmetic.
+// Calls the CPU kernels directly (no dispatcher): this runs inside the kernels' worker threads,
+// where the caller's dispatch state (e.g. a Python dispatch mode) must not apply.
 void exact_gumbel(float* buf, int64_t count) {
   at::Tensor t = at::from_blob(buf, {count}, at::TensorOptions().dtype(at::kFloat));
-  t.log_().neg_().log_().neg_();
+  at::cpu::neg_(at::cpu::log_(at::cpu::neg_(at::cpu::log_(t))));
 }
 
 Common make_common(const at::Tensor& z, const at::Tensor& codebook, const at::Tensor& ext,

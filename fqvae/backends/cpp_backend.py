@@ -4,6 +4,8 @@
 Kernels work in float32 (float64 for float64 ``z``) and take the codebook in any float dtype;
 reductions (``sse``, ``kl``, codebook gradients) are summed in fixed-size groups in a fixed order,
 so results do not depend on the number of threads. Gumbel noise is recomputed in backward.
+The AVX2+FMA kernel variants run where the CPU has them (``fqvae._C.cpu_isa()`` says which);
+``FQVAE_CPU_GENERIC=1``, read when the extension first runs, forces the baseline variants.
 """
 
 from __future__ import annotations
