@@ -1,4 +1,5 @@
-// Torch-facing helpers shared by the CPU kernels: dtype dispatch, ISA dispatch, codebook layout.
+// Torch-facing helpers shared by the CPU kernels: dtype dispatch, argument checks, the tiled
+// codebook layout, and the parallel loop over reduction groups.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -50,8 +51,8 @@ Layout quantizer_layout(const at::Tensor& z, const at::Tensor& codebook);
 // from ext + r0 % C (row stride C + kLanes). Shape (K, C + kLanes).
 at::Tensor tile_codebook(const at::Tensor& codebook, at::ScalarType acc);
 
-// Sums per-group (C, K) partials laid out like tile_codebook (K, C + kLanes) into a (C, K)
-// tensor of `dtype`, folding columns j onto rows j % C and adding groups in order.
+// Sums per-group partials, each (K, C + kLanes) laid out like tile_codebook, times `scale` into
+// a (C, K) tensor of `dtype`: columns j fold onto rows j % C, groups are added in order.
 at::Tensor fold_codebook_partials(const std::vector<double>& partials, int64_t groups,
                                   int64_t rows, int64_t K, double scale, at::ScalarType dtype);
 
