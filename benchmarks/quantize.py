@@ -58,6 +58,20 @@ def gumbel_fn(impl: Callable) -> Callable:
     return run
 
 
+def plain_gumbel(z, codebook, dim, *, tau, seed):
+    """Gumbel quantization as commonly written in eager PyTorch: torch's RNG instead of the
+    counter-based stream (``seed`` is ignored), full ``N x K`` tensors, autograd backward."""
+    zm = z.movedim(dim, -1)[..., None].float()
+    logits = -((zm - codebook) ** 2)
+    u = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-7)
+    y = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)
+    q = torch.softmax(logits, dim=-1)
+    kl = (q * torch.log(codebook.shape[-1] * q + 1e-10)).sum(-1).mean()
+    return reference.GumbelResult(
+        (y * codebook).sum(-1).to(z.dtype).movedim(-1, dim), y.argmax(-1), kl, None
+    )
+
+
 def with_backend(name: str, fn: Callable) -> Callable:
     def run(z, cb):
         with fqvae.backend(name):
@@ -104,6 +118,9 @@ def impls(op: str, device: torch.device, case: Case) -> dict[str, Callable]:
     wrap = nearest_fn if op == "nearest" else gumbel_fn
     ref = reference.quantize_nearest if op == "nearest" else reference.quantize_gumbel
     table = {"eager reference": wrap(ref), "torch.compile(reference)": wrap(torch.compile(ref))}
+    if op == "gumbel":
+        table["eager, torch RNG"] = wrap(plain_gumbel)
+        table["torch.compile(eager, torch RNG)"] = wrap(torch.compile(plain_gumbel))
     fused = ops.quantize_nearest if op == "nearest" else ops.quantize_gumbel
     for name in fqvae.available_backends(device):
         if name != "reference":

@@ -80,11 +80,12 @@ def random_bits(
     rows: int, cols: int, seed: int, offset: int, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """The shared random stream: an int64 ``(rows, cols)`` tensor of uint32 values."""
-    r = torch.arange(rows, dtype=torch.int64, device=device)[:, None].expand(rows, cols)
-    c = torch.arange(cols, dtype=torch.int64, device=device)[None, :].expand(rows, cols)
-    counter = (c >> 2, r & MASK32, r >> 32, torch.full_like(r, offset & MASK32))
-    lanes = torch.stack(philox4x32_10(counter, seed), dim=-1)
-    return lanes.gather(-1, (c & 3)[..., None]).squeeze(-1)
+    groups = (cols + 3) // 4  # one Philox call yields the 4 lanes of columns 4g .. 4g+3
+    r = torch.arange(rows, dtype=torch.int64, device=device)[:, None].expand(rows, groups)
+    g = torch.arange(groups, dtype=torch.int64, device=device)[None, :].expand(rows, groups)
+    counter = (g, r & MASK32, r >> 32, torch.full_like(r, offset & MASK32))
+    lanes = torch.stack(philox4x32_10(counter, seed), dim=-1)  # (rows, groups, 4)
+    return lanes.reshape(rows, 4 * groups)[:, :cols]
 
 
 def uniform_from_bits(bits: torch.Tensor) -> torch.Tensor:
