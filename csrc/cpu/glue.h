@@ -6,6 +6,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "common.h"
@@ -59,10 +61,16 @@ at::Tensor fold_codebook_partials(const std::vector<double>& partials, int64_t g
 // Sum of per-group scalars in group order.
 double sum_in_order(const std::vector<double>& partials);
 
-// Runs fn(args, g_begin, g_end) over groups [0, count) in parallel.
+// Runs fn(args, g, g + 1) for every group g in [0, count), in parallel. Groups are handed out
+// one at a time from a shared counter, so a thread slowed down by other processes does not hold
+// up the rest; results do not depend on which thread ran a group.
 template <class Args>
 void run_groups(void (*fn)(const Args&, int64_t, int64_t), const Args& args, int64_t count) {
-  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) { fn(args, begin, end); });
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(count, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t g = next++; g < count; g = next++) fn(args, g, g + 1);
+  });
 }
 
 void check_cpu(const at::Tensor& t, const char* name);
