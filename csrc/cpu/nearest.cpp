@@ -112,7 +112,8 @@ FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t 
       const int valid = static_cast<int>(std::min<int64_t>(kLanes, L.n - r0));
       const int64_t d0 = r0 % L.rows;
       const A* cb = ext + d0;
-      V zt[P], gq[P], qv[P], out[P];
+      V zt[P], gq[P], out[P];
+      A qa[kLanes], diff[kLanes];
       int32_t k[kLanes] = {};
       load_tile(z + r0, valid, zt);
       if (grad_q) {
@@ -125,13 +126,15 @@ FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t 
         const bool in_range = static_cast<uint32_t>(k[i]) < static_cast<uint32_t>(L.K);
         bad |= !in_range;
         k[i] = in_range ? k[i] : 0;
-        qv[i / n][i % n] = cb[k[i] * L.stride + i];
+        qa[i] = cb[k[i] * L.stride + i];
       }
-      for (int h = 0; h < P; ++h) out[h] = gq[h] + coef_z * (zt[h] - qv[h]);
+      for (int h = 0; h < P; ++h) {
+        const V qv = loadu<V>(qa + h * n);
+        out[h] = gq[h] + coef_z * (zt[h] - qv);
+        storeu(diff + h * n, qv - zt[h]);
+      }
       store_tile(out, valid, gz + r0);
-      for (int i = 0; i < valid; ++i) {
-        acc[k[i] * L.stride + d0 + i] += qv[i / n][i % n] - zt[i / n][i % n];
-      }
+      for (int i = 0; i < valid; ++i) acc[k[i] * L.stride + d0 + i] += diff[i];
     }
   }
   if (bad) a.bad_index->store(true);
