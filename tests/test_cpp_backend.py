@@ -362,7 +362,10 @@ def test_generic_variant_matches_reference(tmp_path):
     """The baseline (SSE2 / NEON) kernels, forced with FQVAE_CPU_GENERIC=1 in a fresh process."""
     env = {**os.environ, "FQVAE_CPU_GENERIC": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", _GENERIC_SCRIPT], env=env, capture_output=True, text=True,
+        [sys.executable, "-c", _GENERIC_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
         cwd=tmp_path,  # import the installed fqvae, not the source tree
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
