@@ -10,7 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fqvae.models.common import AutoencoderModel, check_choice, check_nonneg, evaluating
+from fqvae.models.common import (
+    AutoencoderModel,
+    GaussianCodes,
+    check_choice,
+    check_nonneg,
+)
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -37,7 +42,7 @@ def mws_decomposition(
     return log_qzx - log_qz, log_qz - log_prod, log_prod - log_pz
 
 
-class BetaTCVAE(AutoencoderModel):
+class BetaTCVAE(GaussianCodes, AutoencoderModel):
     """Loss ``BCE_mean + (mi_weight * MI + beta * TC + dwkl_weight * DWKL) / (C * H * W)``
     (means over the batch). Encoder head ``2L``: ``mu`` then ``sigma = softplus(raw)``; training
     decodes a sample, eval decodes ``mu``. Defaults: Shapes3D (beta 3), Hsu et al.'s optimizer
@@ -92,14 +97,3 @@ class BetaTCVAE(AutoencoderModel):
             "tc": tc.detach(),
             "dwkl": dwkl.detach(),
         }
-
-    @torch.no_grad()
-    def encode_latents(self, x: Tensor) -> Tensor:
-        with evaluating(self):
-            return self.posterior(x)[0]
-
-    @torch.no_grad()
-    def representation(self, x: Tensor) -> Tensor:
-        with evaluating(self):
-            mu, _, z = self.posterior(x)
-        return mu if self.repr_kind == "mean" else z

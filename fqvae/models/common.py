@@ -128,6 +128,22 @@ def codebook_traversal(codebook: Tensor, num_latents: int, steps: int) -> Tensor
     return values.sort(dim=-1).values[:, ranks.to(values.device)]
 
 
+class GaussianCodes:
+    """``encode_latents`` and ``representation`` for models whose ``posterior(x)`` returns
+    ``(mu, spread, z)`` and whose ``repr_kind`` is ``"mean"`` or ``"sample"``."""
+
+    @torch.no_grad()
+    def encode_latents(self, x: Tensor) -> Tensor:
+        with evaluating(self):
+            return self.posterior(x)[0]
+
+    @torch.no_grad()
+    def representation(self, x: Tensor) -> Tensor:
+        with evaluating(self):
+            mu, _, z = self.posterior(x)
+        return z if self.repr_kind == "sample" else mu
+
+
 class AutoencoderModel(DisentanglementModel):
     """Encoder -> latent -> decoder plumbing shared by every model in this package.
 

@@ -8,7 +8,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from fqvae.models.common import AutoencoderModel, check_choice, check_nonneg, evaluating
+from fqvae.models.common import (
+    AutoencoderModel,
+    GaussianCodes,
+    check_choice,
+    check_nonneg,
+)
 
 
 def kl_normal(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -16,7 +21,7 @@ def kl_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(1).mean()
 
 
-class VAE(AutoencoderModel):
+class VAE(GaussianCodes, AutoencoderModel):
     """Encoder head ``2L``: ``mu`` then ``logvar``. Training decodes a sample, eval decodes ``mu``.
 
     ``repr``: ``"sample"`` (``mu + sigma * eps``, the reference) or ``"mean"``.
@@ -62,14 +67,3 @@ class VAE(AutoencoderModel):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self._losses(x)[0]
-
-    @torch.no_grad()
-    def encode_latents(self, x: Tensor) -> Tensor:
-        with evaluating(self):
-            return self.posterior(x)[0]
-
-    @torch.no_grad()
-    def representation(self, x: Tensor) -> Tensor:
-        with evaluating(self):
-            mu, _, z = self.posterior(x)
-        return z if self.repr_kind == "sample" else mu
