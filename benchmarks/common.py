@@ -55,15 +55,39 @@ def median_seconds(fn: Callable[[], object], device: torch.device, min_time: flo
 
 
 def peak_extra_mb(fn: Callable[[], object], device: torch.device) -> float | None:
-    """Peak memory allocated by one call beyond what was live before it (CUDA only)."""
-    if device.type != "cuda":
+    """Peak memory taken by one call beyond what was live before it, in MiB.
+
+    CUDA: the caching allocator's peak. CPU (Linux): the peak resident set size, reset through
+    ``/proc/self/clear_refs``; ``None`` where that is unavailable.
+    """
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    return cpu_peak_extra_mb(fn)
+
+
+def _status_kib(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field_name} not in /proc/self/status")
+
+
+def cpu_peak_extra_mb(fn: Callable[[], object]) -> float | None:
+    """Peak resident memory of ``fn()`` above the resident size before it (Linux only)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _status_kib("VmRSS")
+    except OSError:
         return None
-    sync(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device)
     fn()
-    sync(device)
-    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    return max(_status_kib("VmHWM") - base, 0) / 1024
 
 
 def copy_bandwidth_gbps(device: torch.device, min_time: float) -> float | None:

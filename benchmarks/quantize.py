@@ -119,8 +119,8 @@ def impls(op: str, device: torch.device, case: Case) -> dict[str, Callable]:
     ref = reference.quantize_nearest if op == "nearest" else reference.quantize_gumbel
     table = {"eager reference": wrap(ref), "torch.compile(reference)": wrap(torch.compile(ref))}
     if op == "gumbel":
-        table["eager, torch RNG"] = wrap(plain_gumbel)
-        table["torch.compile(eager, torch RNG)"] = wrap(torch.compile(plain_gumbel))
+        table["plain eager"] = wrap(plain_gumbel)
+        table["torch.compile(plain eager)"] = wrap(torch.compile(plain_gumbel))
     fused = ops.quantize_nearest if op == "nearest" else ops.quantize_gumbel
     for name in fqvae.available_backends(device):
         if name != "reference":
