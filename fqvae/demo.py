@@ -33,9 +33,17 @@ ROWS = (
 )
 
 
-def demo_config(steps: int = 1000, out: str = "runs/demo", data: str = "toy",
-                data_path: str | None = None, device: str = "auto", num_train: int = 1000,
-                num_test: int = 500, seed: int = 1, progress: bool = True) -> Config:
+def demo_config(
+    steps: int = 1000,
+    out: str = "runs/demo",
+    data: str = "toy",
+    data_path: str | None = None,
+    device: str = "auto",
+    num_train: int = 1000,
+    num_test: int = 500,
+    seed: int = 1,
+    progress: bool = True,
+) -> Config:
     """The demo's resolved configuration: FactorQVAE, ``small`` backbone, batch 64, the
     ``clean`` fidelity (tau and the cosine learning rate span the run)."""
     cfg = Config(out=out)
@@ -60,10 +68,12 @@ def run_demo(cfg: Config) -> dict[str, dict[str, Any]]:
     untrained, _ = build(cfg, dataset)
     device = pick_device(cfg, Dist())
     untrained.to(device)
-    held_out = dataset.batch(data_split(dataset, cfg)[1][:FIGURE_IMAGES], device,
-                             pixels=untrained.pixels)
-    before = evaluate(untrained, dataset, held_out, cfg, cfg.eval.final_num_train,
-                      cfg.eval.final_num_test, device)
+    held_out = dataset.batch(
+        data_split(dataset, cfg)[1][:FIGURE_IMAGES], device, pixels=untrained.pixels
+    )
+    before = evaluate(
+        untrained, dataset, held_out, cfg, cfg.eval.final_num_train, cfg.eval.final_num_test, device
+    )
     after = train(cfg, dataset=dataset).metrics
     return {"untrained": before, "trained": after}
 
@@ -79,12 +89,17 @@ def format_comparison(results: dict[str, dict[str, Any]]) -> str:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
-    p = subparsers.add_parser("demo", help="train a small FactorQVAE on CPU in minutes",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "demo", help="train a small FactorQVAE on CPU in minutes", description=__doc__
+    )
     p.add_argument("--steps", type=int, default=1000, help="training steps (1000)")
     p.add_argument("--out", default="runs/demo", help="output folder (runs/demo)")
-    p.add_argument("--data", default="toy", choices=("toy", "dsprites"),
-                   help="toy (generated in memory, default) or dsprites (needs --data-path)")
+    p.add_argument(
+        "--data",
+        default="toy",
+        choices=("toy", "dsprites"),
+        help="toy (generated in memory, default) or dsprites (needs --data-path)",
+    )
     p.add_argument("--data-path", help="dataset file or folder for --data dsprites")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--num-train", type=int, default=1000, help="metric sample size (1000)")
@@ -95,14 +110,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
-        cfg = demo_config(args.steps, args.out, args.data, args.data_path, args.device,
-                          args.num_train, args.num_train // 2, args.seed)
+        cfg = demo_config(
+            args.steps,
+            args.out,
+            args.data,
+            args.data_path,
+            args.device,
+            args.num_train,
+            args.num_train // 2,
+            args.seed,
+        )
         results = run_demo(cfg)
     except (ConfigError, FileNotFoundError, OSError) as exc:
         print(f"fqvae demo: error: {exc}", file=sys.stderr)
         return 2
-    print(f"\nFactorQVAE ({cfg.model.arch} backbone) on {cfg.data.name}, {cfg.train.iterations} "
-          f"steps of {cfg.train.batch} images, metrics on {cfg.eval.final_num_train} samples:")
+    print(
+        f"\nFactorQVAE ({cfg.model.arch} backbone) on {cfg.data.name}, {cfg.train.iterations} "
+        f"steps of {cfg.train.batch} images, metrics on {cfg.eval.final_num_train} samples:"
+    )
     print(format_comparison(results))
     print(f"traversals: {cfg.out}/traversals.png   codebook usage: {cfg.out}/codebook_usage.png")
     print(f"total time {time.perf_counter() - start:.0f} s")

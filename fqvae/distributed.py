@@ -50,8 +50,9 @@ def init(device_type: str) -> Dist:
         if device_type == "cuda":
             torch.cuda.set_device(info.local_rank)
         # generous timeout: the other ranks wait while rank 0 runs a periodic evaluation
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
-                                timeout=timedelta(hours=1))
+        dist.init_process_group(
+            backend="nccl" if device_type == "cuda" else "gloo", timeout=timedelta(hours=1)
+        )
     return info
 
 

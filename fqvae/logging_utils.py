@@ -84,6 +84,11 @@ class Logger:
 
 
 def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
-    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled,
-                dynamic_ncols=True)
-
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="train",
+        unit="step",
+        disable=not enabled,
+        dynamic_ncols=True,
+    )

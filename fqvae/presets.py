@@ -80,24 +80,30 @@ def resolve(cfg: Config) -> list[str]:
     notes = []
     exact = (model, data) in _published()
     if not exact:
-        notes.append(f"no published settings for {model} on {data}; using its Shapes3D values "
-                     "(untuned)")
+        notes.append(
+            f"no published settings for {model} on {data}; using its Shapes3D values (untuned)"
+        )
     entry = published(model, data if exact else "shapes3d", t.fidelity)
     if exact and entry["untuned"]:
-        notes.append(f"the published settings of {model} on {data} reuse its Shapes3D values "
-                     "(untuned)")
+        notes.append(
+            f"the published settings of {model} on {data} reuse its Shapes3D values (untuned)"
+        )
     hparams = dict(entry["hparams"])
     iterations = entry["iterations"]
     if t.iterations is not None and t.iterations != iterations:
         user = cfg.model.hparams
         if "tau_rate" in hparams and "tau_rate" not in user:
             hparams["tau_rate"] = 1.0 / t.iterations
-            notes.append(f"train.iterations={t.iterations} without tau_rate: tau_rate = "
-                         f"1/iterations = {hparams['tau_rate']:.4g} (tau ends at e^-1)")
+            notes.append(
+                f"train.iterations={t.iterations} without tau_rate: tau_rate = "
+                f"1/iterations = {hparams['tau_rate']:.4g} (tau ends at e^-1)"
+            )
         if hparams.get("lr_schedule") == "cosine" and "lr_t_max" not in user:
             t_max = max(1, round(hparams["lr_t_max"] * t.iterations / iterations))
-            notes.append(f"lr_t_max = {t_max}: the published {hparams['lr_t_max']} for "
-                         f"{iterations} iterations, scaled to {t.iterations}")
+            notes.append(
+                f"lr_t_max = {t_max}: the published {hparams['lr_t_max']} for "
+                f"{iterations} iterations, scaled to {t.iterations}"
+            )
             hparams["lr_t_max"] = t_max
     t.iterations = t.iterations or iterations
     t.batch = t.batch or entry["batch_size"]
@@ -112,8 +118,10 @@ def resolve(cfg: Config) -> list[str]:
         raise ConfigError("set the backbone with model.arch (--arch), not model.hparams.arch")
     unknown = sorted(set(cfg.model.hparams) - set(hparam_names(model)))
     if unknown:
-        raise ConfigError(f"model {model!r} has no hparams {unknown}; its hparams: "
-                          f"{', '.join(hparam_names(model))}")
+        raise ConfigError(
+            f"model {model!r} has no hparams {unknown}; its hparams: "
+            f"{', '.join(hparam_names(model))}"
+        )
     cfg.model.hparams = {**hparams, **cfg.model.hparams}
     validate(cfg)
     return notes
@@ -130,18 +138,27 @@ def validate(cfg: Config, check_names: bool = True) -> None:
     """Raise ConfigError for names and values outside their choices (unset keys pass)."""
     if check_names:
         if cfg.model.name not in models():
-            raise ConfigError(f"unknown model {cfg.model.name!r}; known models: "
-                              f"{', '.join(models())}")
+            raise ConfigError(
+                f"unknown model {cfg.model.name!r}; known models: {', '.join(models())}"
+            )
         if cfg.data.name not in datasets():
-            raise ConfigError(f"unknown dataset {cfg.data.name!r}; known datasets: "
-                              f"{', '.join(datasets())}")
+            raise ConfigError(
+                f"unknown dataset {cfg.data.name!r}; known datasets: {', '.join(datasets())}"
+            )
     values = flatten(cfg.to_dict())
     choices = {"train.fidelity": FIDELITY, "system.amp": AMP, "data.split": SPLITS}
     for key, allowed in choices.items():
         if values[key] is not None and values[key] not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {values[key]!r}")
-    for key in ("train.iterations", "train.batch", "train.lr", "log.every", "eval.num_train",
-                "eval.num_test", "model.latents"):
+    for key in (
+        "train.iterations",
+        "train.batch",
+        "train.lr",
+        "log.every",
+        "eval.num_train",
+        "eval.num_test",
+        "model.latents",
+    ):
         if values[key] is not None and not values[key] > 0:
             raise ConfigError(f"{key} must be > 0, got {values[key]}")
     for key in ("log.ckpt_every", "eval.every", "eval.final_num_train", "eval.final_num_test"):
@@ -151,11 +168,15 @@ def validate(cfg: Config, check_names: bool = True) -> None:
 
     unknown = [m for m in cfg.eval.metrics if m not in METRICS]
     if unknown or not cfg.eval.metrics:
-        raise ConfigError(f"eval.metrics must be a non-empty subset of {', '.join(METRICS)}, "
-                          f"got {cfg.eval.metrics}")
+        raise ConfigError(
+            f"eval.metrics must be a non-empty subset of {', '.join(METRICS)}, "
+            f"got {cfg.eval.metrics}"
+        )
     if cfg.eval.metric_preset is not None and cfg.eval.metric_preset not in PRESETS:
-        raise ConfigError(f"eval.metric_preset must be one of {', '.join(PRESETS)} or null, "
-                          f"got {cfg.eval.metric_preset!r}")
+        raise ConfigError(
+            f"eval.metric_preset must be one of {', '.join(PRESETS)} or null, "
+            f"got {cfg.eval.metric_preset!r}"
+        )
     if cfg.system.amp == "bf16" and cfg.system.device == "cpu":
         raise ConfigError("--amp bf16 needs a CUDA device; it cannot be combined with --device cpu")
 
@@ -169,8 +190,14 @@ def finalize(cfg: Config, dataset: Any) -> None:
 def model_kwargs(cfg: Config, dataset: Any) -> dict[str, Any]:
     """Keyword arguments of ``fqvae.models.build_model`` for ``cfg`` on ``dataset``."""
     height, _, channels = dataset.observation_shape
-    return dict(name=cfg.model.name, in_channels=channels, image_size=height,
-                num_latents=cfg.model.latents, arch=cfg.model.arch, **cfg.model.hparams)
+    return dict(
+        name=cfg.model.name,
+        in_channels=channels,
+        image_size=height,
+        num_latents=cfg.model.latents,
+        arch=cfg.model.arch,
+        **cfg.model.hparams,
+    )
 
 
 #: keys a resumed run may change (where and how it runs, how long, what it logs)

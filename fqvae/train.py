@@ -124,8 +124,9 @@ class Representation(nn.Module):
         return self.model.representation(x)
 
 
-def load_for_eval(checkpoint_path: str | Path, device: str | torch.device
-                  ) -> tuple[Representation, bool, str]:
+def load_for_eval(
+    checkpoint_path: str | Path, device: str | torch.device
+) -> tuple[Representation, bool, str]:
     """Rebuild a trained model from a checkpoint for ``fqvae eval``: returns the representation
     function (eval mode, on ``device``), whether its codes are discrete, and the dataset name."""
     from fqvae.models import build_model
@@ -141,8 +142,14 @@ def load_for_eval(checkpoint_path: str | Path, device: str | torch.device
 # one step
 
 
-def train_step(model: DisentanglementModel, opt: Optimizers, x: Tensor, step: int,
-               autocast: contextlib.AbstractContextManager, dist_info: Dist) -> dict[str, Tensor]:
+def train_step(
+    model: DisentanglementModel,
+    opt: Optimizers,
+    x: Tensor,
+    step: int,
+    autocast: contextlib.AbstractContextManager,
+    dist_info: Dist,
+) -> dict[str, Tensor]:
     """The per-batch update of ``fqvae.models.base``: the main step on the whole batch, or on
     its first half followed by the discriminator step on the second half. Gradients are
     averaged across ranks before each optimizer steps. Returns the 0-d loss terms."""
@@ -200,8 +207,15 @@ def check_finite(values: dict[str, float], step: int) -> None:
 # evaluation
 
 
-def evaluate(model: DisentanglementModel, dataset: Any, images: Tensor, cfg: Config,
-             num_train: int, num_test: int, device: torch.device) -> dict[str, Any]:
+def evaluate(
+    model: DisentanglementModel,
+    dataset: Any,
+    images: Tensor,
+    cfg: Config,
+    num_train: int,
+    num_test: int,
+    device: torch.device,
+) -> dict[str, Any]:
     """Metrics of ``cfg.eval`` on ``num_train``/``num_test`` sampled points, plus the
     reconstruction MSE on ``images`` (held-out, model pixel space). Does not touch the
     training RNG streams."""
@@ -209,12 +223,20 @@ def evaluate(model: DisentanglementModel, dataset: Any, images: Tensor, cfg: Con
 
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.no_grad(), evaluating(model):
-        recon = torch.cat([model.reconstruct(images[i : i + 256]).float()
-                           for i in range(0, len(images), 256)])
+        recon = torch.cat(
+            [model.reconstruct(images[i : i + 256]).float() for i in range(0, len(images), 256)]
+        )
         result = evaluate_metrics(
-            Representation(model), dataset, metrics=cfg.eval.metrics, num_train=num_train,
-            num_test=num_test, discrete=model.discrete, device=device,
-            preset=cfg.eval.metric_preset, n_jobs=cfg.eval.n_jobs, progress=False,
+            Representation(model),
+            dataset,
+            metrics=cfg.eval.metrics,
+            num_train=num_train,
+            num_test=num_test,
+            discrete=model.discrete,
+            device=device,
+            preset=cfg.eval.metric_preset,
+            n_jobs=cfg.eval.n_jobs,
+            progress=False,
         )
     result["recon.mse"] = float(torch.mean((recon - images.float()) ** 2))
     return result
@@ -222,9 +244,14 @@ def evaluate(model: DisentanglementModel, dataset: Any, images: Tensor, cfg: Con
 
 def headline(result: dict[str, Any]) -> dict[str, float]:
     """The scalar entries of a metric result (for CSV rows and progress messages)."""
-    return {k: float(v) for k, v in result.items()
-            if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-            and "." in k and not k.endswith("time_s")}
+    return {
+        k: float(v)
+        for k, v in result.items()
+        if isinstance(v, (int, float, np.number))
+        and not isinstance(v, bool)
+        and "." in k
+        and not k.endswith("time_s")
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,8 +312,11 @@ class StopSignal:
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = signum
-        print(f"\n{signal.Signals(signum).name}: saving a checkpoint after this step "
-              "(send again to abort)", file=sys.stderr)
+        print(
+            f"\n{signal.Signals(signum).name}: saving a checkpoint after this step "
+            "(send again to abort)",
+            file=sys.stderr,
+        )
 
     def __enter__(self) -> StopSignal:
         if _in_main_thread():
@@ -309,8 +339,11 @@ def _manifest(cfg: Config, info: dict[str, Any]) -> dict[str, Any]:
     return {
         "config": cfg.to_dict(),
         **info,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "numpy": np.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
         "command": sys.argv,
     }
 
@@ -319,9 +352,14 @@ def _manifest(cfg: Config, info: dict[str, Any]) -> dict[str, Any]:
 # the loop
 
 
-def train(cfg: Config, *, resume: bool = False, dataset: Any = None,
-          model: DisentanglementModel | None = None, notes: list[str] | None = None
-          ) -> RunResult:
+def train(
+    cfg: Config,
+    *,
+    resume: bool = False,
+    dataset: Any = None,
+    model: DisentanglementModel | None = None,
+    notes: list[str] | None = None,
+) -> RunResult:
     """Train ``cfg`` (already resolved by :func:`fqvae.presets.resolve`) and return the
     final step and metrics. Writes ``config.json``, ``log.csv``, ``checkpoint.pt``,
     ``metrics.json`` and figures into ``cfg.out``. ``dataset``/``model`` replace the ones the
@@ -329,13 +367,16 @@ def train(cfg: Config, *, resume: bool = False, dataset: Any = None,
     # -- checks that need no work: config, devices, output folder ------------------------
     out = Path(cfg.out)
     presets.validate(cfg, check_names=model is None)
-    dist_info = distributed.init("cuda" if cfg.system.device != "cpu"
-                                 and torch.cuda.is_available() else "cpu")
+    dist_info = distributed.init(
+        "cuda" if cfg.system.device != "cpu" and torch.cuda.is_available() else "cpu"
+    )
     device = pick_device(cfg, dist_info)
     autocast = autocast_for(cfg, device)
     if cfg.train.batch % (2 * dist_info.world_size):
-        raise ConfigError(f"train.batch={cfg.train.batch} must be divisible by 2 x "
-                          f"{dist_info.world_size} processes")
+        raise ConfigError(
+            f"train.batch={cfg.train.batch} must be divisible by 2 x "
+            f"{dist_info.world_size} processes"
+        )
     ckpt_path = out / checkpoint.CHECKPOINT
     if resume and not ckpt_path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
@@ -373,12 +414,21 @@ def train(cfg: Config, *, resume: bool = False, dataset: Any = None,
     if resume and metrics_file.exists():
         evals = [e for e in _read_json(metrics_file).get("periodic", []) if e["step"] <= step]
     if main:
-        write_json(_manifest(cfg, {
-            "notes": notes or [], "model_kwargs": model_kwargs, "device": str(device),
-            "world_size": dist_info.world_size, "resumed_from_step": step if resume else None,
-            "num_parameters": sum(p.numel() for p in model.parameters()),
-            "data_source": getattr(dataset, "data_source", None),
-        }), out / MANIFEST)
+        write_json(
+            _manifest(
+                cfg,
+                {
+                    "notes": notes or [],
+                    "model_kwargs": model_kwargs,
+                    "device": str(device),
+                    "world_size": dist_info.world_size,
+                    "resumed_from_step": step if resume else None,
+                    "num_parameters": sum(p.numel() for p in model.parameters()),
+                    "data_source": getattr(dataset, "data_source", None),
+                },
+            ),
+            out / MANIFEST,
+        )
     saved_step = step
 
     def save() -> None:
@@ -386,16 +436,16 @@ def train(cfg: Config, *, resume: bool = False, dataset: Any = None,
         saved_step = step
         rngs = distributed.gather_objects(checkpoint.rng_state(device), dist_info)
         if main:
-            checkpoint.save(checkpoint_state(step, model, opt, rngs, cfg, model_kwargs),
-                            ckpt_path)
+            checkpoint.save(checkpoint_state(step, model, opt, rngs, cfg, model_kwargs), ckpt_path)
 
     def run_eval(num_train: int, num_test: int) -> dict[str, Any]:
         result = {}
         if num_train:
             result = evaluate(model, dataset, held_out_images, cfg, num_train, num_test, device)
         if cfg.eval.images:
-            paths = visualize.save_figures(model, held_out_images, out,
-                                           num_values=cfg.model.hparams.get("num_values"))
+            paths = visualize.save_figures(
+                model, held_out_images, out, num_values=cfg.model.hparams.get("num_values")
+            )
             for name, path in paths.items():
                 logger.image(name, path, step)
         return result
@@ -404,8 +454,11 @@ def train(cfg: Config, *, resume: bool = False, dataset: Any = None,
     stop_reason = None
     bar = progress_bar(cfg.train.iterations, step, cfg.log.progress and main)
     prefetch = ThreadPoolExecutor(max_workers=1)
-    fetch = lambda s: dataset.batch(distributed.shard(batches(s), dist_info), device,  # noqa: E731
-                                    pixels=model.pixels)
+    fetch = lambda s: dataset.batch(
+        distributed.shard(batches(s), dist_info),
+        device,  # noqa: E731
+        pixels=model.pixels,
+    )
     pending = prefetch.submit(fetch, step)
     t_last, step_last = time.perf_counter(), step
     try:
@@ -431,8 +484,12 @@ def train(cfg: Config, *, resume: bool = False, dataset: Any = None,
                     t_last, step_last = time.perf_counter(), step
                 if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.iterations:
                     if main:
-                        evals.append({"step": step, **headline(
-                            run_eval(cfg.eval.num_train, cfg.eval.num_test))})
+                        evals.append(
+                            {
+                                "step": step,
+                                **headline(run_eval(cfg.eval.num_train, cfg.eval.num_test)),
+                            }
+                        )
                         logger.scalars(step, evals[-1], kind="eval")
                         write_json({"step": step, "periodic": evals}, metrics_file)
                     distributed.barrier(dist_info)
@@ -460,8 +517,14 @@ def train(cfg: Config, *, resume: bool = False, dataset: Any = None,
     return RunResult(out, step, stop_reason, final)
 
 
-def restore(cfg: Config, path: Path, model: nn.Module, opt: Optimizers, dist_info: Dist,
-            device: torch.device) -> int:
+def restore(
+    cfg: Config,
+    path: Path,
+    model: nn.Module,
+    opt: Optimizers,
+    dist_info: Dist,
+    device: torch.device,
+) -> int:
     """Load the checkpoint at ``path`` into the model, optimizers, schedulers and this rank's
     RNG; returns its step. Raises ConfigError if ``cfg`` changes what the run trains."""
     state = checkpoint.load(path, map_location=device)
@@ -479,18 +542,28 @@ def restore(cfg: Config, path: Path, model: nn.Module, opt: Optimizers, dist_inf
     return step
 
 
-def checkpoint_state(step: int, model: nn.Module, opt: Optimizers, rngs: list[dict[str, Tensor]],
-                     cfg: Config, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+def checkpoint_state(
+    step: int,
+    model: nn.Module,
+    opt: Optimizers,
+    rngs: list[dict[str, Tensor]],
+    cfg: Config,
+    model_kwargs: dict[str, Any],
+) -> dict[str, Any]:
     """Everything a resume needs, as tensors and primitive containers. Raises NonFiniteLoss
     rather than store non-finite weights."""
     bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
-        raise NonFiniteLoss(f"non-finite weights at step {step} ({', '.join(bad[:3])}); "
-                            "the last checkpoint was kept")
+        raise NonFiniteLoss(
+            f"non-finite weights at step {step} ({', '.join(bad[:3])}); "
+            "the last checkpoint was kept"
+        )
     return {
         "step": step,
-        "model": {k: v.detach().cpu() if isinstance(v, Tensor) else v
-                  for k, v in model.state_dict().items()},
+        "model": {
+            k: v.detach().cpu() if isinstance(v, Tensor) else v
+            for k, v in model.state_dict().items()
+        },
         "model_kwargs": model_kwargs,
         "optimizers": [o.state_dict() for o in _all_optimizers(opt)],
         "schedulers": [s.state_dict() for s in opt.schedulers],

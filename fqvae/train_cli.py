@@ -47,18 +47,29 @@ NEGATED = ("no_progress", "no_tensorboard")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` subcommand."""
-    p = subparsers.add_parser("train", help="train a model", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", action="append", default=[], metavar="NAME",
-                   help="MODEL-DATA (e.g. factorqvae-shapes3d) and/or a fidelity variant "
-                        "(reference, clean); repeatable")
+    p = subparsers.add_parser(
+        "train",
+        help="train a model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--preset",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="MODEL-DATA (e.g. factorqvae-shapes3d) and/or a fidelity variant "
+        "(reference, clean); repeatable",
+    )
     p.add_argument("--model", help="model name (see --list)")
-    p.add_argument("--data", help="dataset name (dsprites, shapes3d, mpi3d, isaac3d, "
-                                  "falcor3d, toy)")
+    p.add_argument(
+        "--data", help="dataset name (dsprites, shapes3d, mpi3d, isaac3d, falcor3d, toy)"
+    )
     p.add_argument("--data-path", help="dataset file or folder (default: $FQVAE_DATA_ROOT)")
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATA)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
     g = p.add_argument_group("training (defaults: the preset's published values)")
     g.add_argument("--arch", help="backbone: dalle, qlae or small (default: the model's)")
     g.add_argument("--latents", type=int, help="number of latents (default: 2 x factors)")
@@ -66,26 +77,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--steps", type=int, help="training iterations (batches)")
     g.add_argument("--batch-size", type=int, help="global batch size")
     g.add_argument("--lr", type=float, help="learning rate")
-    g.add_argument("--tau-rate", type=float,
-                   help="Gumbel temperature decay per batch (default: the preset's, or 1/steps)")
+    g.add_argument(
+        "--tau-rate",
+        type=float,
+        help="Gumbel temperature decay per batch (default: the preset's, or 1/steps)",
+    )
     g.add_argument("--seed", type=int, help="seed of initialisation, batches and noise (1)")
     g = p.add_argument_group("runtime")
     g.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     g.add_argument("--amp", help="auto (bf16 on CUDA, default), bf16 or off")
-    g.add_argument("--channels-last", action="store_true", default=None,
-                   help="channels-last memory format")
+    g.add_argument(
+        "--channels-last", action="store_true", default=None, help="channels-last memory format"
+    )
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     g.add_argument("--log-every", type=int, help="log row every N steps (50)")
     g.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (5000; 0: at the end)")
     g.add_argument("--eval-every", type=int, help="quick evaluation every N steps (0: never)")
     g.add_argument("--no-progress", action="store_false", default=None, help="no progress bar")
-    g.add_argument("--no-tensorboard", action="store_false", default=None,
-                   help="CSV logs only")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="set any config key, e.g. model.hparams.gamma=1e-3 or eval.num_train=500;"
-                        " repeatable")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved configuration and exit")
+    g.add_argument("--no-tensorboard", action="store_false", default=None, help="CSV logs only")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="set any config key, e.g. model.hparams.gamma=1e-3 or eval.num_train=500; repeatable",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the resolved configuration and exit"
+    )
     p.add_argument("--list", action="store_true", help="list models, presets and config keys")
     p.set_defaults(func=run)
 
@@ -116,8 +136,10 @@ def build_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     for dest, key in FLAGS.items():
         value = getattr(args, dest)
         if key in set_by_preset and value is not None and value != get_key(cfg, key):
-            raise ConfigError(f"--{dest.replace('_', '-')} {value} conflicts with --preset "
-                              f"{cfg.preset} ({key}={get_key(cfg, key)!r})")
+            raise ConfigError(
+                f"--{dest.replace('_', '-')} {value} conflicts with --preset "
+                f"{cfg.preset} ({key}={get_key(cfg, key)!r})"
+            )
     _apply_overrides(cfg, args)
     if cfg.out == Config().out and not args.out:
         cfg.out = f"runs/{cfg.model.name}-{cfg.data.name}"
@@ -146,8 +168,9 @@ def _list() -> str:
     from fqvae.models import hparam_names
 
     lines = ["models (model.hparams keys):"]
-    lines += [f"  {m}: {', '.join(h for h in hparam_names(m) if h != 'arch')}"
-              for m in presets.models()]
+    lines += [
+        f"  {m}: {', '.join(h for h in hparam_names(m) if h != 'arch')}" for m in presets.models()
+    ]
     lines += ["presets:", "  " + ", ".join(presets.preset_names())]
     lines += ["config keys:", "  " + ", ".join(keys())]
     return "\n".join(lines)
@@ -178,8 +201,10 @@ def run(args: argparse.Namespace) -> int:
         say(f"fqvae train: error: {exc}")
         return 3
     if result.stopped:
-        say(f"fqvae train: stopped at step {result.step}; checkpoint saved. Continue with: "
-            f"fqvae train --resume --out {result.out}")
+        say(
+            f"fqvae train: stopped at step {result.step}; checkpoint saved. Continue with: "
+            f"fqvae train --resume --out {result.out}"
+        )
         return 130
     say(f"fqvae train: done, {result.step} steps; outputs in {result.out}")
     return 0

@@ -61,8 +61,9 @@ def traversal_grid(model: DisentanglementModel, x: torch.Tensor, steps: int = 10
     return tile(grid)
 
 
-def usage_counts(codes: np.ndarray, discrete: bool, num_values: int | None = None,
-                 bins: int = 20) -> np.ndarray:
+def usage_counts(
+    codes: np.ndarray, discrete: bool, num_values: int | None = None, bins: int = 20
+) -> np.ndarray:
     """Histogram per latent, ``(L, K)``. Index codes: counts of each index, ``K = num_values``
     (default: the largest index + 1). Other discrete codes (quantized values): counts of each
     distinct value in increasing order. Continuous codes: ``bins`` equal-width bins over each
@@ -108,25 +109,34 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
 
 
 @torch.no_grad()
-def representation_codes(model: DisentanglementModel, images: torch.Tensor,
-                         batch_size: int = 256) -> np.ndarray:
+def representation_codes(
+    model: DisentanglementModel, images: torch.Tensor, batch_size: int = 256
+) -> np.ndarray:
     """``model.representation`` of ``images`` in eval mode, ``(n, L)`` numpy."""
     with evaluating(model):
-        codes = [model.representation(images[i : i + batch_size]).float().cpu()
-                 for i in range(0, len(images), batch_size)]
+        codes = [
+            model.representation(images[i : i + batch_size]).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
     return torch.cat(codes).numpy()
 
 
-def save_figures(model: DisentanglementModel, images: torch.Tensor, out: str | os.PathLike,
-                 prefix: str = "", steps: int = 10, num_values: int | None = None
-                 ) -> dict[str, Path]:
+def save_figures(
+    model: DisentanglementModel,
+    images: torch.Tensor,
+    out: str | os.PathLike,
+    prefix: str = "",
+    steps: int = 10,
+    num_values: int | None = None,
+) -> dict[str, Path]:
     """Write ``{prefix}traversals.png`` (from ``images[0]``) and ``{prefix}codebook_usage.png``
     (codes of all ``images``; ``num_values``: the codebook size) into ``out``."""
     out = Path(out)
     codes = representation_codes(model, images)
     usage = usage_image(usage_counts(codes, model.discrete, num_values))
     return {
-        "traversals": save_png(traversal_grid(model, images[:1], steps),
-                               out / f"{prefix}traversals.png"),
+        "traversals": save_png(
+            traversal_grid(model, images[:1], steps), out / f"{prefix}traversals.png"
+        ),
         "codebook_usage": save_png(usage, out / f"{prefix}codebook_usage.png"),
     }

@@ -20,8 +20,20 @@ from fqvae.cli import main
 from fqvae.train import load_for_eval
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--model", "factorqvae", "--data", "toy", "--arch", "small", "--batch-size", "8",
-         "--no-progress", "--no-tensorboard", "--set", "eval.final_num_train=0"]
+SMALL = [
+    "--model",
+    "factorqvae",
+    "--data",
+    "toy",
+    "--arch",
+    "small",
+    "--batch-size",
+    "8",
+    "--no-progress",
+    "--no-tensorboard",
+    "--set",
+    "eval.final_num_train=0",
+]
 
 
 def _dry(capsys, *args):
@@ -42,7 +54,10 @@ def test_model_dataset_preset_resolves_the_published_values(capsys):
     cfg, _ = _dry(capsys, "--preset", "factorqvae-shapes3d")
     assert (cfg["model"]["name"], cfg["data"]["name"]) == ("factorqvae", "shapes3d")
     assert (cfg["train"]["batch"], cfg["train"]["iterations"], cfg["model"]["latents"]) == (
-        512, 50000, 12)
+        512,
+        50000,
+        12,
+    )
     hp = cfg["model"]["hparams"]
     assert (hp["kl_weight"], hp["gamma"], hp["tau_rate"]) == (1e-3, 1e-4, 2e-5)
     assert (hp["lr_t_max"], hp["lr_cycle"], cfg["model"]["arch"]) == (50000, "periodic", "dalle")
@@ -54,9 +69,13 @@ def test_fidelity_variants_differ_for_the_single_optimizer_baselines(capsys):
     clean, _ = _dry(capsys, "--preset", "vae-shapes3d", "--preset", "clean")
     assert ref["train"]["iterations"] == clean["train"]["iterations"] == 100000
     assert (ref["model"]["hparams"]["lr_t_max"], ref["model"]["hparams"]["lr_cycle"]) == (
-        50000, "periodic")
+        50000,
+        "periodic",
+    )
     assert (clean["model"]["hparams"]["lr_t_max"], clean["model"]["hparams"]["lr_cycle"]) == (
-        100000, "single")
+        100000,
+        "single",
+    )
 
 
 def test_changing_iterations_derives_tau_rate_with_a_note(capsys):
@@ -64,36 +83,50 @@ def test_changing_iterations_derives_tau_rate_with_a_note(capsys):
     assert cfg["model"]["hparams"]["tau_rate"] == pytest.approx(1e-3)
     assert cfg["model"]["hparams"]["lr_t_max"] == 1000
     assert "tau_rate = 1/iterations" in err
-    cfg, _ = _dry(capsys, "--preset", "factorqvae-shapes3d", "--steps", "1000",
-                  "--tau-rate", "2e-5")
+    cfg, _ = _dry(
+        capsys, "--preset", "factorqvae-shapes3d", "--steps", "1000", "--tau-rate", "2e-5"
+    )
     assert cfg["model"]["hparams"]["tau_rate"] == 2e-5
 
 
 def test_overrides_flags_and_set(capsys):
-    cfg, _ = _dry(capsys, "--preset", "factorqvae-mpi3d", "--set", "model.hparams.gamma=0.01",
-                  "--set", "eval.metrics=dci,mig", "--lr", "3e-4", "--channels-last")
+    cfg, _ = _dry(
+        capsys,
+        "--preset",
+        "factorqvae-mpi3d",
+        "--set",
+        "model.hparams.gamma=0.01",
+        "--set",
+        "eval.metrics=dci,mig",
+        "--lr",
+        "3e-4",
+        "--channels-last",
+    )
     assert cfg["model"]["hparams"]["gamma"] == 0.01
     assert cfg["model"]["hparams"]["kl_weight"] == 5e-5
     assert cfg["eval"]["metrics"] == ["dci", "mig"]
     assert cfg["train"]["lr"] == 3e-4 and cfg["system"]["channels_last"] is True
 
 
-@pytest.mark.parametrize("args, match", [
-    (["--model", "nope"], "unknown model 'nope'"),
-    (["--data", "cifar"], "unknown dataset 'cifar'"),
-    (["--preset", "factorqvae-cifar"], "unknown preset"),
-    (["--set", "train.nope=1"], "unknown config key 'train.nope'"),
-    (["--set", "train.lr"], "KEY=VALUE"),
-    (["--set", "train.batch=big"], "train.batch must be int"),
-    (["--set", "model.hparams.beta=3"], "has no hparams ['beta']"),
-    (["--set", "model.hparams.arch=small"], "set the backbone with model.arch"),
-    (["--steps", "0"], "train.iterations must be > 0"),
-    (["--fidelity", "exact"], "train.fidelity must be one of reference, clean"),
-    (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device"),
-    (["--preset", "factorqvae-shapes3d", "--model", "vae"], "conflicts with --preset"),
-    (["--resume"], "--resume needs --out"),
-    (["--set", "eval.metrics=dci,nope"], "eval.metrics must be a non-empty subset"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--model", "nope"], "unknown model 'nope'"),
+        (["--data", "cifar"], "unknown dataset 'cifar'"),
+        (["--preset", "factorqvae-cifar"], "unknown preset"),
+        (["--set", "train.nope=1"], "unknown config key 'train.nope'"),
+        (["--set", "train.lr"], "KEY=VALUE"),
+        (["--set", "train.batch=big"], "train.batch must be int"),
+        (["--set", "model.hparams.beta=3"], "has no hparams ['beta']"),
+        (["--set", "model.hparams.arch=small"], "set the backbone with model.arch"),
+        (["--steps", "0"], "train.iterations must be > 0"),
+        (["--fidelity", "exact"], "train.fidelity must be one of reference, clean"),
+        (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device"),
+        (["--preset", "factorqvae-shapes3d", "--model", "vae"], "conflicts with --preset"),
+        (["--resume"], "--resume needs --out"),
+        (["--set", "eval.metrics=dci,nope"], "eval.metrics must be a non-empty subset"),
+    ],
+)
 def test_bad_command_lines_fail_fast(capsys, args, match):
     _fails(capsys, *args, match=match)
 
@@ -119,8 +152,7 @@ def test_train_resume_and_eval_end_to_end(capsys, tmp_path):
 
     assert main(["train", "--resume", "--out", str(out), "--steps", "6", "--no-progress"]) == 0
     assert checkpoint.load(out / "checkpoint.pt")["step"] == 6
-    assert [r.split(",")[0] for r in (out / "log.csv").read_text().split()[1:]] == [
-        "2", "4", "6"]
+    assert [r.split(",")[0] for r in (out / "log.csv").read_text().split()[1:]] == ["2", "4", "6"]
     assert main(["train", "--resume", "--out", str(out), "--lr", "0.5"]) == 2
     assert "cannot change" in capsys.readouterr().err
 
@@ -133,8 +165,25 @@ def test_train_resume_and_eval_end_to_end(capsys, tmp_path):
     assert codes.shape == (5, 8) and not codes.dtype.is_floating_point
 
     report = tmp_path / "metrics.json"
-    assert main(["eval", str(out / "checkpoint.pt"), "--num-train", "64", "--num-test", "32",
-                 "--metrics", "dci,infomec", "--n-jobs", "1", "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(out / "checkpoint.pt"),
+                "--num-train",
+                "64",
+                "--num-test",
+                "32",
+                "--metrics",
+                "dci,infomec",
+                "--n-jobs",
+                "1",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     result = json.loads(report.read_text())
     assert 0 <= result["dci.disentanglement"] <= 1 and result["representation"] == "discrete"
 
@@ -143,8 +192,23 @@ def test_sigterm_to_the_command_saves_a_checkpoint(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fqvae", "train", *SMALL, "--steps", "100000", "--log-every", "1",
-         "--out", str(out)], env=env, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "fqvae",
+            "train",
+            *SMALL,
+            "--steps",
+            "100000",
+            "--log-every",
+            "1",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / "log.csv").exists() and time.monotonic() < deadline:

@@ -29,8 +29,9 @@ def single_thread():
 
 @pytest.mark.slow
 def test_factorqvae_learns_on_the_toy_set(tmp_path):
-    cfg = demo_config(STEPS, str(tmp_path), device="cpu", num_train=1000, num_test=500,
-                      progress=False)
+    cfg = demo_config(
+        STEPS, str(tmp_path), device="cpu", num_train=1000, num_test=500, progress=False
+    )
     cfg.eval.n_jobs = 1
     results = run_demo(cfg)
     print(format_comparison(results))

@@ -99,8 +99,10 @@ def test_traversal_grid_and_usage_histogram(tmp_path):
 
 def test_usage_counts_kinds():
     idx = np.array([[0, 1], [0, 3], [2, 3]])
-    assert visualize.usage_counts(idx, True, num_values=5).tolist() == [[2, 0, 1, 0, 0],
-                                                                          [0, 1, 0, 2, 0]]
+    assert visualize.usage_counts(idx, True, num_values=5).tolist() == [
+        [2, 0, 1, 0, 0],
+        [0, 1, 0, 2, 0],
+    ]
     values = np.array([[-0.5, 0.25], [0.5, 0.25]])
     assert visualize.usage_counts(values, True).tolist() == [[1, 1], [2, 0]]
     assert visualize.usage_counts(np.random.randn(100, 3), False).shape == (3, 20)

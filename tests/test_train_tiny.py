@@ -91,8 +91,10 @@ class TinyModel(DisentanglementModel):
             other = self.encode_latents(x_other).flip(1)
         real, fake = self.discriminator(codes), self.discriminator(other)
         ce = nn.functional.cross_entropy
-        loss = 0.5 * (ce(real, torch.zeros(len(real), dtype=torch.long))
-                      + ce(fake, torch.ones(len(fake), dtype=torch.long)))
+        loss = 0.5 * (
+            ce(real, torch.zeros(len(real), dtype=torch.long))
+            + ce(fake, torch.ones(len(fake), dtype=torch.long))
+        )
         acc = 0.5 * ((real.argmax(1) == 0).float().mean() + (fake.argmax(1) == 1).float().mean())
         return {"loss": loss, "disc_acc": acc}
 
