@@ -25,7 +25,7 @@ NO_COMPILE = "torch.compile(reference),torch.compile(plain eager)"
 
 def run_script(name: str, *args: str, tmp_path: Path) -> dict:
     out = tmp_path / f"{name}.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args, "--json", str(out)],
         capture_output=True,
