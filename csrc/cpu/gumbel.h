@@ -34,6 +34,10 @@ FQVAE_INLINE V kl_h(V x) {
 // In place: u -> -log(-log(u)) with ATen's float32 log, the reference's own arithmetic.
 void exact_gumbel(float* buf, int64_t count);
 
+// Work of one (element, value) pair relative to a nearest-value distance (Philox share, logs,
+// exp), for run_groups' serial cut-off.
+constexpr int64_t kGumbelCost = 8;
+
 // What the forward and backward kernels share.
 struct Common {
   Layout L;
@@ -98,11 +102,15 @@ struct Tile {
   V ma[kParts<V>];  // max_k a_k
 };
 
-// Pass over k: s_k = (a_k + g_k) / tau into `s` (K, kLanes), the maxima, and with kArgmax the
-// first argmax of s (as a float index) and its codebook value.
+// Pass over k: a_k = -(z - c_k)^2 into `av` and s_k = (a_k + g_k) / tau into `s` (both
+// (K, kLanes)), the maxima, and with kArgmax the first argmax of s (as a float index) and its
+// codebook value. Later passes read a_k back rather than recompute it: a recomputed -(d * d) - m
+// may be contracted into one FMA, whose unrounded product makes a_k - max a positive (and its
+// exp overflow) when |d| is large.
 template <class V, bool kArgmax>
 FQVAE_INLINE void logits_pass(const Layout& L, const ElemOf<V>* cb, const float* g,
-                              ElemOf<V> inv_tau, Tile<V>& t, ElemOf<V>* s, V* best, V* pick) {
+                              ElemOf<V> inv_tau, Tile<V>& t, ElemOf<V>* av, ElemOf<V>* s, V* best,
+                              V* pick) {
   using A = ElemOf<V>;
   constexpr int P = kParts<V>, n = kCount<V>;
   const V neg_inf = splat<V>(-std::numeric_limits<A>::infinity());
@@ -121,6 +129,7 @@ FQVAE_INLINE void logits_pass(const Layout& L, const ElemOf<V>* cb, const float*
       const V c = loadu<V>(ck + h * n);
       const V d = t.z[h] - c;
       const V a = -(d * d);
+      storeu(av + k * kLanes + h * n, a);
       const V sv = (a + noise_lanes<V>(g + k * kLanes, h)) * inv_tau;
       storeu(s + k * kLanes + h * n, sv);
       const auto better = sv > t.m[h];  // strict: ties keep the lowest index

@@ -43,12 +43,13 @@ FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t 
   const A grad_kl = static_cast<A>(a.grad_kl);
   NoiseSource<Isa, S> noise(c);
   const size_t cells = static_cast<size_t>(L.K) * kLanes;
-  std::vector<A> s_buf(cells), eq_buf(a.has_kl ? cells : 0), gp_buf(grad_probs ? cells : 0);
+  std::vector<A> s_buf(cells), a_buf(cells), eq_buf(a.has_kl ? cells : 0), gp_buf(grad_probs ? cells : 0);
   std::vector<S> gp_raw(grad_probs ? cells : 0);
   // codebook gradient: float sums over up to kFlushTiles tiles, then added to the double sums
   constexpr int kFlushTiles = 64;
   std::vector<A> gc_part(static_cast<size_t>(L.K * L.stride));
   A* s = s_buf.data();
+  A* av = a_buf.data();
   A* eqs = eq_buf.data();
   A* gp = gp_buf.data();
   for (int64_t g = g_begin; g < g_end; ++g) {
@@ -82,7 +83,7 @@ FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t 
           }
         }
       }
-      logits_pass<V, false>(L, cb, noise.tile(t, t_end), inv_tau, st, s, nullptr, nullptr);
+      logits_pass<V, false>(L, cb, noise.tile(t, t_end), inv_tau, st, av, s, nullptr, nullptr);
       for (int k = 0; k < L.K; ++k) {
         const A* ck = cb + k * L.stride;
         A* sk = s + k * kLanes;
@@ -94,12 +95,11 @@ FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t 
           const V gy = grad_probs ? gv[h] * cv + loadu<V>(gp + k * kLanes + h * n) : gv[h] * cv;
           dot[h] += e * gy;
           if (a.has_kl) {
-            const V d = st.z[h] - cv;
-            const V am = -(d * d) - st.ma[h];
+            const V am = loadu<V>(av + k * kLanes + h * n) - st.ma[h];
             const V eq = exp_acc(am);
             storeu(eqs + k * kLanes + h * n, eq);
             sq[h] += eq;
-            sqa[h] += eq * am;
+            sqa[h] += eq == V{} ? V{} : eq * am;  // a_k = -inf adds 0, not NaN
           }
         }
       }
@@ -143,7 +143,9 @@ FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t 
             if constexpr (std::is_same_v<A, double>) {
               gl += kq[h] * eq * (kl_h(L.K * (eq / sq[h])) - kbar[h]);
             } else {
-              gl += kq[h] * eq * ((-(d * d) - st.ma[h]) - kbar[h]);
+              const V am = loadu<V>(av + k * kLanes + h * n) - st.ma[h];
+              const V term = kq[h] * eq * (am - kbar[h]);
+              gl += eq == V{} ? V{} : term;
             }
           }
           gzt[h] -= A(2) * gl * d;
@@ -161,24 +163,7 @@ FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t 
   }
 }
 
-template <class S>
-void backward_generic(const BackwardArgs& a, int64_t b, int64_t e) {
-  backward_body<Generic, S>(a, b, e);
-}
-#ifdef FQVAE_X86
-template <class S>
-FQVAE_TARGET_AVX2 void backward_avx2(const BackwardArgs& a, int64_t b, int64_t e) {
-  backward_body<Avx2, S>(a, b, e);
-}
-#endif
-
-template <class S>
-auto backward_kernel() {
-#ifdef FQVAE_X86
-  if (cpu_has_avx2()) return &backward_avx2<S>;
-#endif
-  return &backward_generic<S>;
-}
+FQVAE_ISA_KERNEL(backward_kernel, backward_body, BackwardArgs)
 
 }  // namespace
 
@@ -209,7 +194,8 @@ std::tuple<at::Tensor, at::Tensor> gumbel_backward(const std::optional<at::Tenso
                     gz.data_ptr(),
                     gc.data()};
   dispatch_storage(z.scalar_type(), "gumbel_backward", [&](auto s) {
-    run_groups(backward_kernel<decltype(s)>(), args, c.L.groups.count);
+    run_groups(backward_kernel<decltype(s)>(), args, c.L.groups.count,
+               gumbel::kGumbelCost * c.L.n * c.L.K);
   });
   at::Tensor gcb =
       fold_codebook_partials(gc, c.L.groups.count, c.L.rows, c.L.K, 1.0, codebook.scalar_type());

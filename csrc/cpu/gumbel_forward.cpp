@@ -38,9 +38,10 @@ FQVAE_INLINE void forward_body(const ForwardArgs& a, int64_t g_begin, int64_t g_
   const A inv_tau = static_cast<A>(1.0 / c.tau);
   const A log_k = static_cast<A>(std::log(static_cast<double>(L.K)));
   NoiseSource<Isa, S> noise(c);
-  std::vector<A> s_buf(static_cast<size_t>(L.K) * kLanes);
+  std::vector<A> s_buf(static_cast<size_t>(L.K) * kLanes), a_buf(s_buf.size());
   std::vector<S> probs_buf(probs ? static_cast<size_t>(L.K) * kLanes : 0);
   A* s = s_buf.data();
+  A* av = a_buf.data();
   for (int64_t g = g_begin; g < g_end; ++g) {
     LaneSums<V> kl_sums;
     const int64_t t_end = L.groups.end(g);
@@ -51,7 +52,7 @@ FQVAE_INLINE void forward_body(const ForwardArgs& a, int64_t g_begin, int64_t g_
       Tile<V> st;
       V best[P], pick[P], se[P] = {}, sec[P] = {}, sq[P] = {}, sqa[P] = {};
       load_tile(z + r0, valid, st.z);
-      logits_pass<V, true>(L, cb, noise.tile(t, t_end), inv_tau, st, s, best, pick);
+      logits_pass<V, true>(L, cb, noise.tile(t, t_end), inv_tau, st, av, s, best, pick);
       for (int k = 0; k < L.K; ++k) {
         const A* ck = cb + k * L.stride;
         A* sk = s + k * kLanes;
@@ -61,11 +62,10 @@ FQVAE_INLINE void forward_body(const ForwardArgs& a, int64_t g_begin, int64_t g_
           storeu(sk + h * n, e);
           se[h] += e;
           sec[h] += e * cv;
-          const V d = st.z[h] - cv;
-          const V am = -(d * d) - st.ma[h];
+          const V am = loadu<V>(av + k * kLanes + h * n) - st.ma[h];
           const V eq = exp_acc(am);
           sq[h] += eq;
-          sqa[h] += eq * am;
+          sqa[h] += eq == V{} ? V{} : eq * am;  // a_k = -inf adds 0, not NaN
         }
       }
       V out[P], kl[P], inv[P];
@@ -79,8 +79,7 @@ FQVAE_INLINE void forward_body(const ForwardArgs& a, int64_t g_begin, int64_t g_
         for (int h = 0; h < P; ++h) kl[h] = V{};
         for (int k = 0; k < L.K; ++k) {
           for (int h = 0; h < P; ++h) {
-            const V d = st.z[h] - loadu<V>(cb + k * L.stride + h * n);
-            const V q = exp_acc(-(d * d) - st.ma[h]) / sq[h];
+            const V q = exp_acc(loadu<V>(av + k * kLanes + h * n) - st.ma[h]) / sq[h];
             V lg = L.K * q + kKlEps;
             for (int i = 0; i < n; ++i) lg[i] = std::log(lg[i]);
             kl[h] += q * lg;
@@ -116,24 +115,7 @@ FQVAE_INLINE void forward_body(const ForwardArgs& a, int64_t g_begin, int64_t g_
   }
 }
 
-template <class S>
-void forward_generic(const ForwardArgs& a, int64_t b, int64_t e) {
-  forward_body<Generic, S>(a, b, e);
-}
-#ifdef FQVAE_X86
-template <class S>
-FQVAE_TARGET_AVX2 void forward_avx2(const ForwardArgs& a, int64_t b, int64_t e) {
-  forward_body<Avx2, S>(a, b, e);
-}
-#endif
-
-template <class S>
-auto forward_kernel() {
-#ifdef FQVAE_X86
-  if (cpu_has_avx2()) return &forward_avx2<S>;
-#endif
-  return &forward_generic<S>;
-}
+FQVAE_ISA_KERNEL(forward_kernel, forward_body, ForwardArgs)
 
 }  // namespace
 
@@ -154,7 +136,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::optional<at::Tensor>> gumbel
                    probs ? probs->data_ptr() : nullptr,
                    kl.data()};
   dispatch_storage(z.scalar_type(), "gumbel_forward", [&](auto s) {
-    run_groups(forward_kernel<decltype(s)>(), args, c.L.groups.count);
+    run_groups(forward_kernel<decltype(s)>(), args, c.L.groups.count,
+               gumbel::kGumbelCost * c.L.n * c.L.K);
   });
   at::Tensor kl_mean = at::empty({}, z.options().dtype(acc_type(z)));
   kl_mean.fill_(sum_in_order(kl) / static_cast<double>(std::max<int64_t>(c.L.n, 1)));

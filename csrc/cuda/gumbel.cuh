@@ -19,6 +19,11 @@ __device__ __forceinline__ float gumbel_from_bits(uint32_t bits) {
 struct SoftmaxSum {
   float m = -INFINITY, S = 0.f;
   __device__ __forceinline__ void add(float s, float& scale, float& weight) {
+    if (s == -INFINITY) {  // adds nothing; keeps -inf - -inf = NaN out of the running sums
+      scale = 1.f;
+      weight = 0.f;
+      return;
+    }
     const float d = s - m;
     const float e = __expf(-fabsf(d));
     if (d > 0.f) {
