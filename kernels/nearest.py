@@ -99,11 +99,13 @@ def _nearest_bwd_kernel(
         z = tl.load(z_ptr + offs, mask=valid, other=0.0).to(tl.float32)
         idx = tl.load(idx_ptr + offs, mask=valid, other=0).to(tl.int32)
         code = tl.load(cbt_ptr + idx * D + d[None, :], mask=valid, other=0.0).to(tl.float32)
+        finite = (z - z) == 0.0  # non-finite z: NaN gradient, nothing to the codebook
+        code = tl.where(finite, code, float("nan"))
         gz = coef_z * (z - code)
         if HAS_GQ:
             gz = gz + tl.load(gq_ptr + offs, mask=valid, other=0.0).to(tl.float32)
         tl.store(gz_ptr + offs, gz.to(gz_ptr.dtype.element_ty), mask=valid)
-        v = tl.where(valid, coef_c * (code - z), 0.0)
+        v = tl.where(valid & finite, coef_c * (code - z), 0.0)
         onehot = tl.where(idx[None, :, :] == k[:, None, None], 1.0, 0.0)
         acc += onehot * v[None, :, :]
     part = tl.sum(acc, axis=1)

@@ -49,6 +49,32 @@ inline bool cpu_has_avx2() {
 #endif
 }
 
+// FQVAE_ISA_KERNEL(name, body, Args) defines `name<S...>()`: a pointer to
+// `void(const Args&, int64_t begin, int64_t end)` running `body<Isa, S...>` compiled for the best
+// ISA this CPU has. `body` is a template whose first parameter is the ISA tag.
+#ifdef FQVAE_X86
+#define FQVAE_AVX2_VARIANT(name, body, Args)                                   \
+  template <class... S>                                                      \
+  FQVAE_TARGET_AVX2 void name##_avx2(const Args& a, int64_t b, int64_t e) {  \
+    body<Avx2, S...>(a, b, e);                                               \
+  }
+#define FQVAE_PICK_ISA(name, S) (cpu_has_avx2() ? &name##_avx2<S> : &name##_generic<S>)
+#else
+#define FQVAE_AVX2_VARIANT(name, body, Args)
+#define FQVAE_PICK_ISA(name, S) (&name##_generic<S>)
+#endif
+
+#define FQVAE_ISA_KERNEL(name, body, Args)                   \
+  template <class... S>                                    \
+  void name##_generic(const Args& a, int64_t b, int64_t e) { \
+    body<Generic, S...>(a, b, e);                          \
+  }                                                        \
+  FQVAE_AVX2_VARIANT(name, body, Args)                     \
+  template <class... S>                                    \
+  auto name() {                                            \
+    return FQVAE_PICK_ISA(name, S...);                     \
+  }
+
 // ----------------------------------------------------------------------------- dtypes
 
 // Half-precision tensors are handled as their bit patterns (same layout as c10::Half/BFloat16).

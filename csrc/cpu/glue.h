@@ -61,11 +61,21 @@ at::Tensor fold_codebook_partials(const std::vector<double>& partials, int64_t g
 // Sum of per-group scalars in group order.
 double sum_in_order(const std::vector<double>& partials);
 
-// Runs fn(args, g, g + 1) for every group g in [0, count), in parallel. Groups are handed out
-// one at a time from a shared counter, so a thread slowed down by other processes does not hold
-// up the rest; results do not depend on which thread ran a group.
+// Calls with less work than this (in units of one nearest-value distance, a few ns) run on the
+// calling thread: waking the thread pool costs tens of microseconds, more than it saves.
+constexpr int64_t kSerialWork = int64_t{1} << 19;
+
+// Runs fn(args, g, g + 1) for every group g in [0, count), in parallel when `work` (see
+// kSerialWork) is large enough. Groups are handed out one at a time from a shared counter, so a
+// thread slowed down by other processes does not hold up the rest; results do not depend on
+// which thread ran a group.
 template <class Args>
-void run_groups(void (*fn)(const Args&, int64_t, int64_t), const Args& args, int64_t count) {
+void run_groups(void (*fn)(const Args&, int64_t, int64_t), const Args& args, int64_t count,
+                int64_t work) {
+  if (work < kSerialWork || at::get_num_threads() == 1) {
+    fn(args, 0, count);
+    return;
+  }
   std::atomic<int64_t> next{0};
   const int64_t workers = std::min<int64_t>(count, at::get_num_threads());
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {

@@ -103,6 +103,7 @@ FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t 
   const A* ext = static_cast<const A*>(a.ext);
   const A coef_z = static_cast<A>(a.coef_z);
   S* gz = static_cast<S*>(a.gz);
+  const V nan = splat<V>(std::numeric_limits<A>::quiet_NaN());
   bool bad = false;
   for (int64_t g = g_begin; g < g_end; ++g) {
     double* acc = a.gc + g * L.K * L.stride;
@@ -129,9 +130,11 @@ FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t 
         qa[i] = cb[k[i] * L.stride + i];
       }
       for (int h = 0; h < P; ++h) {
+        // non-finite z: NaN gradient, no codebook contribution (as the reference)
+        const auto finite = zt[h] - zt[h] == V{};
         const V qv = loadu<V>(qa + h * n);
-        out[h] = gq[h] + coef_z * (zt[h] - qv);
-        storeu(diff + h * n, qv - zt[h]);
+        out[h] = gq[h] + coef_z * (zt[h] - (finite ? qv : nan));
+        storeu(diff + h * n, finite ? qv - zt[h] : V{});
       }
       store_tile(out, valid, gz + r0);
       for (int i = 0; i < valid; ++i) acc[k[i] * L.stride + d0 + i] += diff[i];
@@ -140,40 +143,8 @@ FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t 
   if (bad) a.bad_index->store(true);
 }
 
-template <class S>
-void forward_generic(const ForwardArgs& a, int64_t b, int64_t e) {
-  forward_body<Generic, S>(a, b, e);
-}
-template <class S>
-void backward_generic(const BackwardArgs& a, int64_t b, int64_t e) {
-  backward_body<Generic, S>(a, b, e);
-}
-#ifdef FQVAE_X86
-template <class S>
-FQVAE_TARGET_AVX2 void forward_avx2(const ForwardArgs& a, int64_t b, int64_t e) {
-  forward_body<Avx2, S>(a, b, e);
-}
-template <class S>
-FQVAE_TARGET_AVX2 void backward_avx2(const BackwardArgs& a, int64_t b, int64_t e) {
-  backward_body<Avx2, S>(a, b, e);
-}
-#endif
-
-template <class S>
-auto forward_kernel() {
-#ifdef FQVAE_X86
-  if (cpu_has_avx2()) return &forward_avx2<S>;
-#endif
-  return &forward_generic<S>;
-}
-
-template <class S>
-auto backward_kernel() {
-#ifdef FQVAE_X86
-  if (cpu_has_avx2()) return &backward_avx2<S>;
-#endif
-  return &backward_generic<S>;
-}
+FQVAE_ISA_KERNEL(forward_kernel, forward_body, ForwardArgs)
+FQVAE_ISA_KERNEL(backward_kernel, backward_body, BackwardArgs)
 
 }  // namespace
 
@@ -188,7 +159,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> nearest_forward(const at::Tensor&
   ForwardArgs args{L,        z.data_ptr(),           ext.data_ptr(), q.data_ptr(),
                    idx.data_ptr(), index_type(index_dtype), sse.data()};
   dispatch_storage(z.scalar_type(), "nearest_forward", [&](auto s) {
-    run_groups(forward_kernel<decltype(s)>(), args, L.groups.count);
+    run_groups(forward_kernel<decltype(s)>(), args, L.groups.count, L.n * L.K);
   });
   at::Tensor total = at::empty({}, z.options().dtype(acc_type(z)));
   total.fill_(sum_in_order(sse));
@@ -223,7 +194,7 @@ std::tuple<at::Tensor, at::Tensor> nearest_backward(const std::optional<at::Tens
                     gc.data(),
                     &bad};
   dispatch_storage(z.scalar_type(), "nearest_backward", [&](auto s) {
-    run_groups(backward_kernel<decltype(s)>(), args, L.groups.count);
+    run_groups(backward_kernel<decltype(s)>(), args, L.groups.count, L.n);
   });
   TORCH_CHECK(!bad.load(), "nearest_backward: idx has values outside [0, K)");
   at::Tensor gcb = fold_codebook_partials(gc, L.groups.count, L.rows, L.K, coef_c.item<double>(),

@@ -71,32 +71,8 @@ FQVAE_INLINE void perm_body(const StreamArgs& a, int64_t begin, int64_t end) {
   }
 }
 
-void bits_generic(const StreamArgs& a, int64_t b, int64_t e) { bits_body<Generic>(a, b, e); }
-void perm_generic(const StreamArgs& a, int64_t b, int64_t e) { perm_body<Generic>(a, b, e); }
-#ifdef FQVAE_X86
-FQVAE_TARGET_AVX2 void bits_avx2(const StreamArgs& a, int64_t b, int64_t e) {
-  bits_body<Avx2>(a, b, e);
-}
-FQVAE_TARGET_AVX2 void perm_avx2(const StreamArgs& a, int64_t b, int64_t e) {
-  perm_body<Avx2>(a, b, e);
-}
-#endif
-
-using StreamFn = void (*)(const StreamArgs&, int64_t, int64_t);
-
-StreamFn bits_kernel() {
-#ifdef FQVAE_X86
-  if (cpu_has_avx2()) return &bits_avx2;
-#endif
-  return &bits_generic;
-}
-
-StreamFn perm_kernel() {
-#ifdef FQVAE_X86
-  if (cpu_has_avx2()) return &perm_avx2;
-#endif
-  return &perm_generic;
-}
+FQVAE_ISA_KERNEL(bits_kernel, bits_body, StreamArgs)
+FQVAE_ISA_KERNEL(perm_kernel, perm_body, StreamArgs)
 
 int64_t grain_for(int64_t work_per_item) {
   return std::max<int64_t>(1, 32768 / std::max<int64_t>(work_per_item, 1));
@@ -132,7 +108,7 @@ at::Tensor random_bits(int64_t rows, int64_t cols, uint64_t seed, uint32_t offse
   TORCH_CHECK(rows >= 0 && cols >= 0, "random_bits: rows and cols must be >= 0");
   at::Tensor out = at::empty({rows, cols}, at::TensorOptions().dtype(at::kLong));
   const StreamArgs args{cols, seed, offset, out.data_ptr(), cols};
-  const StreamFn fn = bits_kernel();
+  const auto fn = bits_kernel();
   at::parallel_for(0, rows, grain_for(cols), [&](int64_t b, int64_t e) { fn(args, b, e); });
   return out;
 }
@@ -145,7 +121,7 @@ std::tuple<at::Tensor, at::Tensor> permute_forward(const at::Tensor& x, uint64_t
   TORCH_CHECK(B <= (int64_t{1} << 32), "permute: batch must be at most 2^32");
   at::Tensor perm = at::empty({B, L}, x.options().dtype(at::kLong));
   const StreamArgs args{B, seed, offset, perm.data_ptr(), L};
-  const StreamFn fn = perm_kernel();
+  const auto fn = perm_kernel();
   at::parallel_for(0, L, grain_for(B), [&](int64_t b, int64_t e) { fn(args, b, e); });
 
   at::Tensor out = at::empty_like(x);

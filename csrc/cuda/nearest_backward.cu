@@ -1,7 +1,8 @@
 // Nearest scalar quantization, backward. From z (M, D) of T, idx (M, D) of I and the float32
 // codebook (C, K), with q = codebook[row, idx]:
 //   gz (M, D) of T = grad_q + coef_z * (z - q)          (grad_q may be null)
-//   gc (C, K) float32 = coef_c * sum_{r: idx[r] = k} (q[r] - z[r])
+//   gc (C, K) float32 = coef_c * sum_{r: idx[r] = k, z[r] finite} (q[r] - z[r])
+// Non-finite z gets a NaN gradient and adds nothing to gc.
 // gc via per-thread shared-memory bins, per-block partials (blocks, C, K) and a fixed-order sum.
 #include "common.cuh"
 
@@ -41,7 +42,9 @@ __global__ void nearest_bwd(const T* __restrict__ grad_q, const float* __restric
       for (int u = 0; u < kUnroll; ++u) {
         const int64_t r = r0 + u * s.step;
         if (r >= s.end) continue;
-        const bool valid = static_cast<unsigned>(k[u]) < static_cast<unsigned>(K);
+        // non-finite z: NaN gradient, no codebook contribution (as the reference)
+        const bool valid = static_cast<unsigned>(k[u]) < static_cast<unsigned>(K) &&
+                           isfinite(zf[u]);
         const float qv = valid ? __ldg(crow + k[u]) : NAN;
         gz[r] = from_float<T>(__fmul_rn(cz, zf[u] - qv) + gq[u]);
         if (valid) bins[k[u] * threads] += qv - zf[u];

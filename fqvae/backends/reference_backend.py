@@ -38,12 +38,14 @@ def nearest_forward(z, codebook, index_dtype):
 
 def nearest_backward(grad_q, coef_z, coef_c, z, codebook, idx):
     zf = z.to(_acc(z))
+    finite = torch.isfinite(zf)
     q = _rows(z, codebook).gather(-1, idx.long()[..., None]).squeeze(-1)
-    gz = coef_z * (zf - q)
+    gz = coef_z * (zf - torch.where(finite, q, torch.nan))  # NaN for non-finite z
     if grad_q is not None:
         gz = gz + grad_q.to(gz.dtype)
     onehot = torch.nn.functional.one_hot(idx.long(), codebook.shape[-1]).to(zf.dtype)
-    gc = _scatter_rows(onehot * (coef_c * (q - zf))[..., None], codebook)
+    pull = torch.where(finite, coef_c * (q - zf), 0.0)  # non-finite z leaves the codebook alone
+    gc = _scatter_rows(onehot * pull[..., None], codebook)
     return gz.to(z.dtype), gc
 
 
