@@ -127,6 +127,72 @@ def test_nearest_ties_and_non_finite(name):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("per_dim", [False, True])
+def test_nearest_non_finite_gradients_match_reference(name, per_dim):
+    """Non-finite z gets a NaN gradient and leaves the codebook gradient finite."""
+    dev = require(name)
+    z = torch.tensor([[0.3, float("nan")], [float("inf"), -0.2], [-float("inf"), 0.9]], device=dev)
+    cb = torch.tensor([[-1.0, 0.0, 1.0], [-0.5, 0.5, 1.5]], device=dev)
+    cb = cb if per_dim else cb[0]
+    z.requires_grad_()
+    cb.requires_grad_()
+    kw = dict(quant_weight=0.5, commit_weight=0.25)
+    up = (torch.linspace(-1, 1, 6, device=dev).reshape(3, 2), torch.tensor(1.0, device=dev))
+    with backends.backend(name):
+        out = ops.quantize_nearest(z, cb, 1, **kw)
+        got = _grads((out.quantized, out.loss), up, (z, cb))
+    ref = reference.quantize_nearest(z, cb, 1, **kw)
+    want = _grads((ref.quantized, ref.loss), up, (z, cb))
+    assert torch.isnan(got[0][~torch.isfinite(z)]).all()
+    assert torch.isfinite(got[1]).all()
+    close(got[0], want[0], torch.float32)
+    close(got[1], want[1], torch.float32)
+
+
+def _assert_gumbel_matches(name, z, cb, **kw):
+    """Value, KL and both gradients of backend ``name`` against the reference (fp32)."""
+    z.requires_grad_()
+    cb.requires_grad_()
+    up = (torch.ones_like(z), torch.tensor(1.0, device=z.device))
+    with backends.backend(name):
+        out = ops.quantize_gumbel(z, cb, 1, **kw)
+        got = _grads((out.value, out.kl), up, (z, cb))
+    ref = reference.quantize_gumbel(z, cb, 1, **kw)
+    want = _grads((ref.value, ref.kl), up, (z, cb))
+    for actual, expected in zip((out.value, out.kl, *got), (ref.value, ref.kl, *want)):
+        close(actual, expected, torch.float32)
+    return ref
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("scale", [1e2, 1e4, 1e5])
+def test_gumbel_far_latents_match_reference(name, scale):
+    """Latents far from every code (a_k = -(z - c_k)^2 ~ -1e10): the KL and its gradient
+    stay exact (a recomputed, FMA-contracted a_k - max a once overflowed exp here)."""
+    dev = require(name)
+    g = torch.Generator().manual_seed(0)
+    z = (torch.randn(64, 1, generator=g) * scale + 3 * scale).to(dev)
+    _assert_gumbel_matches(name, z, torch.linspace(-1, 1, 8, device=dev), tau=0.5, seed=5)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_gumbel_overflowing_logits_match_reference(name):
+    """A logit that overflows to -inf drops out of the softmax instead of poisoning it."""
+    dev = require(name)
+    z = torch.tensor([[2e19, 0.5]], device=dev)
+    cb = torch.tensor([-2e19, 1.9e19, 0.0, 1.0], device=dev)
+    ref = _assert_gumbel_matches(name, z, cb, tau=0.5, seed=5)
+    assert torch.isfinite(ref.value).all() and torch.isfinite(ref.kl)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_gumbel_non_finite_matches_reference(name):
+    dev = require(name)
+    z = torch.tensor([[0.3, float("nan")], [float("inf"), -0.2]], device=dev)
+    _assert_gumbel_matches(name, z, torch.linspace(-1, 1, 5, device=dev), tau=0.5, seed=11)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
 @pytest.mark.parametrize("k", KS)
 @pytest.mark.parametrize("shape,dim,per_dim", SHAPES)
