@@ -11,13 +11,18 @@ Public functions (stable API):
 Each public function validates its arguments, moves the latent axis last and calls a custom op
 (``torch.ops.fqvae.*``). The op runs the backend chosen by :mod:`fqvae.backends` and has a fake
 implementation and an autograd formula, so it works under ``torch.compile(fullgraph=True)``.
+Eager calls on ordinary tensors take the op's *eager twin*: an ``autograd.Function`` that runs
+the same implementation, context setup and backward without the dispatcher round trips of a
+Python custom op (which cost more than a small kernel).
 Random ops take a seed: an ``int``, a 0-d int64 tensor, or ``None`` to draw one from PyTorch's
 default generator (so ``torch.manual_seed`` makes runs reproducible).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -84,7 +89,9 @@ def _check_quantize_args(z: Tensor, codebook: Tensor, dim: int) -> int:
 
 
 def _check_codebook_finite(codebook: Tensor) -> None:
-    if not bool(torch.isfinite(codebook).all()):
+    """Raise on a non-finite codebook. CPU only: on a GPU the check would cost a host sync on
+    every call."""
+    if codebook.device.type == "cpu" and not bool(torch.isfinite(codebook).all()):
         raise ValueError("codebook contains non-finite values (NaN or inf)")
 
 
@@ -116,11 +123,34 @@ def _seed_offset(rng: Tensor) -> tuple[int, int]:
     return int(seed) & (2**64 - 1), int(offset)
 
 
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
+def _eager(*tensors: Tensor) -> bool:
+    """Whether a call may take an op's eager twin: not tracing, and only ordinary tensors."""
+    return not torch.compiler.is_compiling() and all(type(t) in _PLAIN for t in tensors)
+
+
+def _eager_twin(name: str, impl: Callable, setup_context: Callable, grad: Callable) -> Callable:
+    """``apply`` of an ``autograd.Function`` with a custom op's implementation, context setup
+    and backward formula (``grad`` calls the backward implementation directly)."""
+
+    def forward(ctx, *args):
+        out = impl(*args)
+        setup_context(ctx, args, out)
+        return out
+
+    def backward(ctx, *grads):
+        return grad(ctx, *grads)
+
+    body = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+    return type(name, (torch.autograd.Function,), body).apply
+
+
 # ----------------------------------------------------------------------------- nearest
 
 
-@torch.library.custom_op("fqvae::quantize_nearest", mutates_args=())
-def _nearest(
+def _nearest_impl(
     z: Tensor, codebook: Tensor, index_dtype: torch.dtype
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     _check_codebook_finite(codebook)
@@ -138,6 +168,9 @@ def _nearest(
     return q, idx, mse, mse.clone()
 
 
+_nearest = torch.library.custom_op("fqvae::quantize_nearest", _nearest_impl, mutates_args=())
+
+
 @_nearest.register_fake
 def _(z, codebook, index_dtype):
     acc = _acc_dtype(z)
@@ -145,14 +178,18 @@ def _(z, codebook, index_dtype):
     return torch.empty_like(z), z.new_empty(z.shape, dtype=index_dtype), scalar, scalar.clone()
 
 
-@torch.library.custom_op("fqvae::quantize_nearest_backward", mutates_args=())
-def _nearest_backward(
+def _nearest_backward_impl(
     grad_q: Tensor | None, coef_z: Tensor, coef_c: Tensor, z: Tensor, codebook: Tensor, idx: Tensor
 ) -> tuple[Tensor, Tensor]:
     if z.numel() == 0:
         return torch.zeros_like(z), torch.zeros_like(codebook)
     mod = backends.select(z.device, z.dtype)
     return mod.nearest_backward(grad_q, coef_z, coef_c, z, codebook, idx)
+
+
+_nearest_backward = torch.library.custom_op(
+    "fqvae::quantize_nearest_backward", _nearest_backward_impl, mutates_args=()
+)
 
 
 @_nearest_backward.register_fake
@@ -165,17 +202,23 @@ def _nearest_setup(ctx, inputs, output):
     ctx.save_for_backward(z, codebook, output[1])
 
 
-def _nearest_grad(ctx, grad_q, grad_idx, grad_quant, grad_commit):
+def _nearest_grad(ctx, grad_q, grad_idx, grad_quant, grad_commit, backward=_nearest_backward):
     z, codebook, idx = ctx.saved_tensors
     acc, n = _acc_dtype(z), max(z.numel(), 1)
     zero = torch.zeros((), dtype=acc, device=z.device)
     coef_z = zero if grad_commit is None else (2.0 / n) * grad_commit.to(acc)
     coef_c = zero if grad_quant is None else (2.0 / n) * grad_quant.to(acc)
-    gz, gc = _nearest_backward(grad_q, coef_z, coef_c, z, codebook, idx)
+    gz, gc = backward(grad_q, coef_z, coef_c, z, codebook, idx)
     return gz, gc, None
 
 
 _nearest.register_autograd(_nearest_grad, setup_context=_nearest_setup)
+_nearest_eager = _eager_twin(
+    "QuantizeNearest",
+    _nearest_impl,
+    _nearest_setup,
+    functools.partial(_nearest_grad, backward=_nearest_backward_impl),
+)
 
 
 def quantize_nearest(
@@ -207,7 +250,8 @@ def quantize_nearest(
     if index_dtype == torch.uint8 and codebook.shape[-1] > 256:
         raise ValueError("index_dtype=torch.uint8 holds at most 256 codebook entries")
     z2, cb2, moved = _canonical(z, codebook, dim)
-    q, idx, quant, commit = _nearest(z2, cb2, index_dtype)
+    op = _nearest_eager if _eager(z2, cb2) else _nearest
+    q, idx, quant, commit = op(z2, cb2, index_dtype)
     loss = quant_weight * quant + commit_weight * commit
     return NearestResult(
         q.reshape(moved).movedim(-1, dim), idx.reshape(moved).movedim(-1, dim), loss
@@ -224,8 +268,7 @@ def _tau_value(tau: Tensor) -> float:
     return value
 
 
-@torch.library.custom_op("fqvae::quantize_gumbel", mutates_args=())
-def _gumbel(
+def _gumbel_impl(
     z: Tensor, codebook: Tensor, rng: Tensor, tau: Tensor, hard: bool, return_probs: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     _check_codebook_finite(codebook)
@@ -247,6 +290,9 @@ def _gumbel(
     return value, idx, kl, (probs if return_probs else z.new_empty((0,)))
 
 
+_gumbel = torch.library.custom_op("fqvae::quantize_gumbel", _gumbel_impl, mutates_args=())
+
+
 @_gumbel.register_fake
 def _(z, codebook, rng, tau, hard, return_probs):
     k = codebook.shape[-1]
@@ -259,8 +305,7 @@ def _(z, codebook, rng, tau, hard, return_probs):
     )
 
 
-@torch.library.custom_op("fqvae::quantize_gumbel_backward", mutates_args=())
-def _gumbel_backward(
+def _gumbel_backward_impl(
     grad_value: Tensor | None,
     grad_kl: Tensor | None,
     grad_probs: Tensor | None,
@@ -278,6 +323,11 @@ def _gumbel_backward(
     )
 
 
+_gumbel_backward = torch.library.custom_op(
+    "fqvae::quantize_gumbel_backward", _gumbel_backward_impl, mutates_args=()
+)
+
+
 @_gumbel_backward.register_fake
 def _(grad_value, grad_kl, grad_probs, z, codebook, rng, tau):
     return torch.empty_like(z), torch.empty_like(codebook)
@@ -289,14 +339,20 @@ def _gumbel_setup(ctx, inputs, output):
     ctx.save_for_backward(z, codebook, rng, tau)
 
 
-def _gumbel_grad(ctx, grad_value, grad_idx, grad_kl, grad_probs):
+def _gumbel_grad(ctx, grad_value, grad_idx, grad_kl, grad_probs, backward=_gumbel_backward):
     z, codebook, rng, tau = ctx.saved_tensors
     grad_probs = grad_probs if ctx.return_probs else None
-    gz, gc = _gumbel_backward(grad_value, grad_kl, grad_probs, z, codebook, rng, tau)
+    gz, gc = backward(grad_value, grad_kl, grad_probs, z, codebook, rng, tau)
     return gz, gc, None, None, None, None
 
 
 _gumbel.register_autograd(_gumbel_grad, setup_context=_gumbel_setup)
+_gumbel_eager = _eager_twin(
+    "QuantizeGumbel",
+    _gumbel_impl,
+    _gumbel_setup,
+    functools.partial(_gumbel_grad, backward=_gumbel_backward_impl),
+)
 
 
 def quantize_gumbel(
@@ -335,7 +391,8 @@ def quantize_gumbel(
         tau_t = torch.tensor(float(tau), dtype=torch.float64)
     rng = _rng_tensor(seed, offset)
     z2, cb2, moved = _canonical(z, codebook, dim)
-    value, idx, kl, probs = _gumbel(z2, cb2, rng, tau_t, hard, return_probs)
+    op = _gumbel_eager if _eager(z2, cb2) else _gumbel
+    value, idx, kl, probs = op(z2, cb2, rng, tau_t, hard, return_probs)
     k = codebook.shape[-1]
     out_probs = probs.reshape(*moved, k).movedim(-2, dim) if return_probs else None
     return GumbelResult(
@@ -346,12 +403,14 @@ def quantize_gumbel(
 # ----------------------------------------------------------------------------- permute
 
 
-@torch.library.custom_op("fqvae::permute_dims", mutates_args=())
-def _permute(x: Tensor, rng: Tensor) -> tuple[Tensor, Tensor]:
+def _permute_impl(x: Tensor, rng: Tensor) -> tuple[Tensor, Tensor]:
     seed, offset = _seed_offset(rng)
     if x.numel() == 0:
         return torch.empty_like(x), torch.empty(x.shape[:2], dtype=torch.int64, device=x.device)
     return backends.select(x.device, x.dtype).permute_forward(x, seed, offset)
+
+
+_permute = torch.library.custom_op("fqvae::permute_dims", _permute_impl, mutates_args=())
 
 
 @_permute.register_fake
@@ -359,11 +418,15 @@ def _(x, rng):
     return torch.empty_like(x), x.new_empty(x.shape[:2], dtype=torch.int64)
 
 
-@torch.library.custom_op("fqvae::permute_dims_backward", mutates_args=())
-def _permute_backward(grad: Tensor, perm: Tensor) -> Tensor:
+def _permute_backward_impl(grad: Tensor, perm: Tensor) -> Tensor:
     if grad.numel() == 0:
         return torch.zeros_like(grad)
     return backends.select(grad.device, grad.dtype).permute_backward(grad, perm)
+
+
+_permute_backward = torch.library.custom_op(
+    "fqvae::permute_dims_backward", _permute_backward_impl, mutates_args=()
+)
 
 
 @_permute_backward.register_fake
@@ -375,12 +438,18 @@ def _permute_setup(ctx, inputs, output):
     ctx.save_for_backward(output[1])
 
 
-def _permute_grad(ctx, grad_out, grad_perm):
+def _permute_grad(ctx, grad_out, grad_perm, backward=_permute_backward):
     (perm,) = ctx.saved_tensors
-    return _permute_backward(grad_out.contiguous(), perm), None
+    return backward(grad_out.contiguous(), perm), None
 
 
 _permute.register_autograd(_permute_grad, setup_context=_permute_setup)
+_permute_eager = _eager_twin(
+    "PermuteDims",
+    _permute_impl,
+    _permute_setup,
+    functools.partial(_permute_grad, backward=_permute_backward_impl),
+)
 
 
 def permute_dims(
@@ -411,7 +480,8 @@ def permute_dims(
     x3 = x.movedim((batch_dim, dim), (0, 1))
     moved = x3.shape
     features = math.prod(moved[2:])  # explicit: reshape(..., -1) is ambiguous for empty x
-    out, _ = _permute(x3.reshape(moved[0], moved[1], features).contiguous(), rng)
+    x3 = x3.reshape(moved[0], moved[1], features).contiguous()
+    out, _ = (_permute_eager if _eager(x3) else _permute)(x3, rng)
     return out.reshape(moved).movedim((0, 1), (batch_dim, dim))
 
 

@@ -36,6 +36,7 @@ to ``reference`` with a one-time warning naming the reason.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import threading
@@ -97,12 +98,20 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
     return [n for n in NAMES if unavailable_reason(n, device, torch.float32) is None]
 
 
+@functools.cache
+def _resolve(name: str, device: torch.device, dtype: torch.dtype) -> tuple[ModuleType, str | None]:
+    """Backend ``name``'s module for this call, or the reference and the reason it cannot run.
+    Cached: whether a backend can run depends only on the process and these arguments."""
+    reason = None if name == "reference" else unavailable_reason(name, device, dtype)
+    return _module("reference" if reason else name), reason
+
+
 def select(device: torch.device, dtype: torch.dtype) -> ModuleType:
     """The backend module for a call on ``device`` with ``z`` of ``dtype``."""
     name = _pinned() or DEFAULTS.get(device.type, "reference")
-    reason = None if name == "reference" else unavailable_reason(name, device, dtype)
+    mod, reason = _resolve(name, device, dtype)
     if reason is None:
-        return _module(name)
+        return mod
     key = (name, reason)
     if key not in _warned:
         _warned.add(key)
@@ -112,4 +121,4 @@ def select(device: torch.device, dtype: torch.dtype) -> ModuleType:
             RuntimeWarning,
             stacklevel=3,
         )
-    return _module("reference")
+    return mod
