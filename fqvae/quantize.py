@@ -173,8 +173,14 @@ class ScalarQuantize(nn.Module):
                 f"expected {self.num_latents}"
             )
 
-    def forward(self, z: Tensor, return_probs: bool = False) -> QuantizeOutput:
-        """Quantize ``z`` (any shape, latents along ``self.dim``); see :class:`QuantizeOutput`."""
+    def forward(
+        self, z: Tensor, return_probs: bool = False, compute_loss: bool = True
+    ) -> QuantizeOutput:
+        """Quantize ``z`` (any shape, latents along ``self.dim``); see :class:`QuantizeOutput`.
+
+        ``compute_loss=False`` skips the eval-mode KL of gumbel mode (a second pass over the
+        input, for logging only); ``loss`` is then 0. Use it when only the codes are needed.
+        """
         self._check_input(z)
         probs = None
         if self.mode == "nearest" or (not self.training and self.hard_eval):
@@ -187,9 +193,11 @@ class ScalarQuantize(nn.Module):
             )
             quantized, indices, loss = near
             if self.mode == "gumbel":
-                # the KL reads the noise-free logits; seed 0 avoids consuming the global RNG
-                kl = ops.quantize_gumbel(z, self.codebook, self.dim, tau=self._tau, seed=0).kl
-                loss = self.kl_weight * kl
+                loss = torch.zeros((), device=z.device)
+                if compute_loss:
+                    # the KL reads the noise-free logits; seed 0 keeps the global RNG untouched
+                    kl = ops.quantize_gumbel(z, self.codebook, self.dim, tau=self._tau, seed=0).kl
+                    loss = self.kl_weight * kl
                 if return_probs:
                     probs = nn.functional.one_hot(indices, self.num_values).to(z.dtype)
             elif return_probs:

@@ -146,6 +146,10 @@ def test_gumbel_train_soft_eval_hard_and_kl():
     torch.testing.assert_close(ev.quantized, q.codebook.detach()[nearest], rtol=0, atol=1e-6)
     assert torch.equal(ev.probs, nn.functional.one_hot(nearest, 16).float())
     torch.testing.assert_close(ev.loss, 0.5 * kl, rtol=1e-5, atol=1e-6)  # KL in both modes
+    # codes only: the same codes, no KL pass
+    codes = q(z, compute_loss=False)
+    assert torch.equal(codes.indices, ev.indices) and torch.equal(codes.quantized, ev.quantized)
+    assert codes.loss.item() == 0.0 and codes.loss.dtype == torch.float32
 
 
 def test_gumbel_anneals_to_hard_value():

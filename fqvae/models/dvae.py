@@ -73,7 +73,10 @@ class LogitsQuantize(nn.Module):
     def set_step(self, step: int) -> None:
         self.tau = self.schedule(step)
 
-    def forward(self, head: Tensor, return_probs: bool = True) -> QuantizeOutput:
+    def forward(
+        self, head: Tensor, return_probs: bool = True, compute_loss: bool = True
+    ) -> QuantizeOutput:
+        """As :meth:`fqvae.ScalarQuantize.forward`; ``compute_loss=False`` gives a zero KL."""
         k = self.codebook.shape[0]
         logits = head.view(-1, self.num_latents, k)
         if self.training:
@@ -85,7 +88,8 @@ class LogitsQuantize(nn.Module):
         value = probs @ self.codebook
         with torch.no_grad():
             usage, ppl = usage_perplexity(indices, k)
-        return QuantizeOutput(value, indices, uniform_kl(logits), probs, ppl, usage)
+        kl = uniform_kl(logits) if compute_loss else logits.new_zeros((), dtype=torch.float32)
+        return QuantizeOutput(value, indices, kl, probs, ppl, usage)
 
 
 class DVAE(QVAE):

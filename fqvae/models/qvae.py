@@ -125,12 +125,12 @@ class QVAE(AutoencoderModel):
     @torch.no_grad()
     def encode_latents(self, x: Tensor) -> Tensor:
         with evaluating(self):
-            return self.latent(self.encoder(x)).quantized
+            return self.latent(self.encoder(x), compute_loss=False).quantized
 
     @torch.no_grad()
     def representation(self, x: Tensor) -> Tensor:
         with evaluating(self):
-            q = self.latent(self.encoder(x))
+            q = self.latent(self.encoder(x), compute_loss=False)
         return q.indices if self.repr_kind == "index" else q.quantized
 
     def traversal_values(self, steps: int) -> Tensor:
