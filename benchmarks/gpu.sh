@@ -1,38 +1,74 @@
 #!/usr/bin/env bash
-# Build fqvae with its CUDA kernels, run the GPU tests and every benchmark on a CUDA machine.
-# Usage: bash benchmarks/gpu.sh [OUT_DIR]   (logs and JSON go to OUT_DIR, default ./gpu-results)
-# Set BENCH=0 to skip the benchmarks, TESTS=0 to skip the tests.
+# Build fqvae with its CUDA kernels, run the GPU tests and the benchmarks on a CUDA machine.
+#
+# Usage: bash benchmarks/gpu.sh [OUT_DIR] [STAGES]
+#   OUT_DIR  logs and JSON (default ./gpu-results); results.json merges every benchmark's JSON
+#   STAGES   comma-separated, in order (default: all of them):
+#            build, tests, nearest, gumbel, gumbel-compile, permute, train-step, train-step-cuda
+# Each stage has its own time limit (seconds, env STAGE_TIMEOUT, default 240) so one slow stage
+# (torch.compile of the reference gumbel can compile for minutes) cannot eat the others.
+# The in-place build is kept between calls on a warm machine, so a later call can skip `build`.
 set -uo pipefail
 out="${1:-gpu-results}"
+stages="${2:-build,tests,nearest,gumbel,gumbel-compile,permute,train-step,train-step-cuda}"
+limit="${STAGE_TIMEOUT:-240}"
 mkdir -p "$out"
 status=0
+export PYTHONUNBUFFERED=1
 
-echo "== build" | tee "$out/summary.txt"
-start=$SECONDS
-if ! MAX_JOBS="${MAX_JOBS:-$(nproc)}" FQVAE_REQUIRE_EXT=1 \
-    python -m pip install --no-build-isolation --no-deps -e . >"$out/build.log" 2>&1; then
-  tail -40 "$out/build.log"
-  exit 1
-fi
-echo "built in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
-python - <<'PY' | tee -a "$out/summary.txt"
+run_stage() {  # name, command...: run with a time limit, log to $out/<name>.log
+  local name="$1"
+  shift
+  local start=$SECONDS
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  echo "== $name: exit $rc in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
+  tail -30 "$out/$name.log" >>"$out/summary.txt"
+  [ "$rc" -eq 0 ] || status=1
+}
+
+bench() {  # name, script, args...
+  local name="$1" script="$2"
+  shift 2
+  run_stage "$name" python "benchmarks/$script.py" --device cuda --json "$out/$name.json" "$@"
+}
+
+for stage in ${stages//,/ }; do
+  case "$stage" in
+    build)
+      run_stage build env MAX_JOBS="${MAX_JOBS:-$(nproc)}" FQVAE_REQUIRE_EXT=1 \
+        python -m pip install --no-build-isolation --no-deps -e .
+      python - <<'PY' | tee -a "$out/summary.txt"
 import torch, triton, fqvae
 print("device:", torch.cuda.get_device_name(), "| torch", torch.__version__, "| triton", triton.__version__)
 print("backends on cuda:", fqvae.available_backends("cuda"))
 PY
+      ;;
+    tests)
+      run_stage tests python -m pytest -q -m gpu -p no:cacheprovider \
+        tests/test_backend_parity.py tests/test_triton_backend.py tests/test_cuda_backend.py
+      ;;
+    nearest) bench nearest quantize --ops nearest --min-time 0.2 ;;
+    gumbel) bench gumbel quantize --ops gumbel --min-time 0.2 --skip "torch.compile(reference)" ;;
+    gumbel-compile)
+      bench gumbel-compile quantize --ops gumbel --cases b,c --modes fwd+bwd --min-time 0.2 \
+        --skip "eager reference,plain eager,torch.compile(plain eager),fqvae triton,fqvae cuda"
+      ;;
+    permute) bench permute permute --min-time 0.2 ;;
+    train-step) bench train-step train_step --min-time 1 ;;
+    train-step-cuda) bench train-step-cuda train_step --backend cuda --precisions fp32 --min-time 1 ;;
+    *)
+      echo "unknown stage $stage" >&2
+      exit 2
+      ;;
+  esac
+done
 
-if [ "${TESTS:-1}" = 1 ]; then
-  echo "== gpu tests" | tee -a "$out/summary.txt"
-  python -m pytest -q -m gpu -p no:cacheprovider tests >"$out/gpu-tests.log" 2>&1 || status=1
-  tail -5 "$out/gpu-tests.log" | tee -a "$out/summary.txt"
-fi
-
-if [ "${BENCH:-1}" = 1 ]; then
-  echo "== benchmarks" | tee -a "$out/summary.txt"
-  for bench in quantize permute train_step; do
-    [ -f "benchmarks/$bench.py" ] || continue
-    python "benchmarks/$bench.py" --device cuda --json "$out/$bench.json" >"$out/$bench.log" 2>&1 || status=1
-    tail -40 "$out/$bench.log" >>"$out/summary.txt"
-  done
-fi
+python - "$out" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+merged = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.name != "results.json"}
+(out / "results.json").write_text(json.dumps(merged, indent=2))
+print("merged", ", ".join(merged) or "nothing", "into", out / "results.json")
+PY
 exit $status
