@@ -428,3 +428,33 @@ def test_compile_fullgraph_all_three_ops_matches_eager():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert dict(counters["graph_break"]) == {}
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def _graph_nodes(t: torch.Tensor) -> set[str]:
+    """Class names of every autograd node behind ``t``."""
+    seen, todo = {}, [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and id(node) not in seen:
+            seen[id(node)] = type(node).__name__
+            todo += [n for n, _ in node.next_functions]
+    return set(seen.values())
+
+
+def test_eager_calls_take_the_twin_and_fake_tensors_the_op():
+    """Eager calls on plain tensors use the autograd.Function twin (the fast path); fake tensors
+    (tracing) go through the custom op and its fake implementation."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    z = _randn(8, 4, seed=1).requires_grad_()
+    cb = _codebook(6, seed=2).requires_grad_()
+    near = ops.quantize_nearest(z, cb, 1, commit_weight=1.0)
+    gum = ops.quantize_gumbel(z, cb, 1, seed=3)
+    perm = ops.permute_dims(z, seed=4)
+    assert "QuantizeNearestBackward" in _graph_nodes(near.loss)
+    assert "QuantizeGumbelBackward" in _graph_nodes(gum.kl)
+    assert "PermuteDimsBackward" in _graph_nodes(perm)
+    with FakeTensorMode():
+        fz, fcb = torch.empty(8, 4), torch.empty(6)
+        out = ops.quantize_nearest(fz, fcb, 1)
+        assert out.quantized.shape == (8, 4) and out.indices.dtype == torch.int64
