@@ -250,7 +250,8 @@ def run(cases: tuple[str, ...], n_jobs: int, num_train: int, num_test: int) -> l
                 seconds,
                 ref,
                 keys,
-                same_values(ours, ref, keys, atol=1e-6),
+                # InfoE's lbfgs fits stop at tol=1e-4, on dense vs sparse features here
+                same_values(ours, ref, keys, atol=1e-5),
             )
     if "factorvae" in cases:
         seconds, out = measure(factorvae_score, synthetic_encoder(), SyntheticShapes())
