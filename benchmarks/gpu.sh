@@ -49,9 +49,10 @@ PY
         tests/test_backend_parity.py tests/test_triton_backend.py tests/test_cuda_backend.py
       ;;
     nearest) bench nearest quantize --ops nearest --min-time 0.2 ;;
-    gumbel) bench gumbel quantize --ops gumbel --min-time 0.2 --skip "torch.compile(reference)" ;;
+    gumbel) bench gumbel quantize --ops gumbel --min-time 0.2 ;;
     gumbel-compile)
       bench gumbel-compile quantize --ops gumbel --cases b,c --modes fwd+bwd --min-time 0.2 \
+        --compile-reference-gumbel \
         --skip "eager reference,plain eager,torch.compile(plain eager),fqvae triton,fqvae cuda"
       ;;
     permute) bench permute permute --min-time 0.2 ;;
