@@ -225,8 +225,11 @@ class ScalarQuantize(nn.Module):
             slots, size = (flat + rows).reshape(-1), flat.shape[-1] * k
         else:
             slots, size = flat.reshape(-1), k
-        counts = torch.zeros(size, dtype=torch.int64, device=indices.device)
-        counts.index_add_(0, slots, torch.ones_like(slots))
+        if slots.device.type == "cpu" and not torch.compiler.is_compiling():
+            counts = torch.bincount(slots, minlength=size)  # 3x faster; a host sync on a GPU
+        else:
+            counts = torch.zeros(size, dtype=torch.int64, device=indices.device)
+            counts.index_add_(0, slots, torch.ones_like(slots))
         usage = counts.view(-1, k) if self.codebook_kind == "per_dim" else counts
         p = usage.reshape(-1, k).sum(0).float() / max(indices.numel(), 1)
         perplexity = torch.exp(-(p * torch.log(p + 1e-10)).sum())
