@@ -6,7 +6,8 @@ They favour clarity over speed: they build the full ``N x K`` tensors and rely o
 Randomness is counter-based. ``random_bits(rows, cols, seed, offset)[r, c]`` is lane ``c % 4`` of
 Philox-4x32-10 with counter ``(c // 4, r mod 2^32, r // 2^32, offset)`` and key
 ``(seed mod 2^32, seed // 2^32)``. Every backend uses this one layout, so the same
-``(seed, offset)`` gives the same noise everywhere:
+``(seed, offset)`` gives the same random bits everywhere (bit for bit) and the same noise up to
+the rounding of the logarithms (fast backends may use a faster float32 log):
 
 * Gumbel noise for flat element ``r`` and codebook entry ``k`` comes from ``bits[r, k]``:
   ``u = (bits >> 9) * 2^-23 + 2^-24`` (a float32 in (0, 1)), ``g = -log(-log(u))`` in float32.
