@@ -119,7 +119,7 @@ def test_shapes_and_dtypes(name, channels, size):
         assert rep.dtype == torch.int64 and model.discrete
     else:
         assert rep.is_floating_point()
-    assert model.discrete == (name in INDEX_REPR or name == "qlae_hsu2023")
+    assert model.discrete == (name in INDEX_REPR or name.startswith("qlae_"))
     z = model.encode_latents(x)
     assert z.shape == (4, L) and z.dtype == torch.float32
     out = model.reconstruct(x)
@@ -299,6 +299,20 @@ def test_default_arch_in_the_signature(name):
     # the trainer's presets read the default arch from the class signature
     arch = inspect.signature(MODELS[name]).parameters["arch"].default
     assert arch == hparam_defaults(name)["arch"] and arch in ("dalle", "qlae", "dlib")
+
+
+def test_qlae_global_ablation_shares_one_codebook():
+    """Hsu et al.'s global-codebook ablation: one vector of 10 values at linspace(-0.5, 0.5),
+    shared by every latent, trained by the quantization loss like QLAE's per-latent rows."""
+    model = make("qlae_global_hsu2023")
+    assert model.latent.codebook.shape == (10,)
+    torch.testing.assert_close(model.latent.codebook.detach(), torch.linspace(-0.5, 0.5, 10))
+    x = torch.rand(6, 3, 32, 32)
+    model(x)["loss"].backward()
+    assert model.latent.codebook.grad is not None and model.latent.codebook.grad.abs().sum() > 0
+    codes = model.representation(x)
+    assert torch.isin(codes, model.latent.codebook.detach()).all()
+    assert published("qlae_global_hsu2023", "shapes3d")["hparams"]["weight_decay"] == 0.1
 
 
 def test_tc_gradient_reaches_encoder_not_discriminator():

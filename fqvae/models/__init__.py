@@ -17,7 +17,7 @@ from fqvae.models.factordvae import FactorDVAE
 from fqvae.models.factorqvae import FactorQVAE
 from fqvae.models.factorvae import FactorVAE
 from fqvae.models.hparams import PUBLISHED, published
-from fqvae.models.qlae import QLAE, QLAEFactorQVAE
+from fqvae.models.qlae import QLAE, QLAEFactorQVAE, QLAEGlobal
 from fqvae.models.qvae import QVAE
 from fqvae.models.vae import VAE
 
@@ -34,6 +34,7 @@ MODELS: dict[str, type[DisentanglementModel]] = {
         BioAE,
         QLAEFactorQVAE,
         QLAE,
+        QLAEGlobal,
         BetaTCVAE,
         DeVAE,
         DiDR,

@@ -79,6 +79,13 @@ _HSU_HPARAMS = _by_dataset(
             "commit_weight": 0.01,
             "weight_decay": (0.1, 0.1, 0.001, 0.1, 0.1),
         },
+        # the global-codebook ablation: the same losses and weights, l2 0.1 (qlae.md §1)
+        "qlae_global_hsu2023": {
+            "num_values": 10,
+            "quant_weight": 0.01,
+            "commit_weight": 0.01,
+            "weight_decay": 0.1,
+        },
         "betatcvae": {
             "beta": (3.0, 3.0, 0.3, 1.0, 3.0),
             "dataset_size": tuple(DATASET_SIZES[d] for d in DATASETS),

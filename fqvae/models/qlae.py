@@ -1,7 +1,8 @@
 """QLAE (Hsu et al. 2023): one learnable scalar codebook per latent, nearest-value lookup with
 a straight-through gradient, quantization and commitment losses (QLAE spec §1-3).
 
-Two configurations: :class:`QLAE` as its authors define it (``qlae_hsu2023``) and
+Three configurations: :class:`QLAE` as its authors define it (``qlae_hsu2023``), their
+global-codebook ablation :class:`QLAEGlobal` (``qlae_global_hsu2023``), and
 :class:`QLAEFactorQVAE` as the FactorQVAE code configures it (``qlae_factorqvae``).
 """
 
@@ -31,7 +32,8 @@ class QLAE(AutoencoderModel):
     conv/style architecture, and the split optimizer (AdamW weight decay 0.1 with element-wise
     clipping at 1 on the weights, Adam on biases and codebooks) at a constant learning rate.
     ``codebook_init``: ``"linspace"`` or ``"normal"`` (N(0, 1)). ``learn_values=False`` freezes
-    the codebook. ``repr``: ``"value"`` (``z_hat``, the reference) or ``"index"``.
+    the codebook. ``codebook``: ``"per_dim"`` (one row of values per latent) or ``"global"`` (one
+    row shared by every latent). ``repr``: ``"value"`` (``z_hat``, the reference) or ``"index"``.
     """
 
     name = "qlae_hsu2023"
@@ -50,6 +52,7 @@ class QLAE(AutoencoderModel):
         arch: str = "qlae",
         num_values: int = 10,
         codebook_init: str = "linspace",
+        codebook: str = "per_dim",
         quant_weight: float = 0.01,
         commit_weight: float = 0.01,
         learn_values: bool = True,
@@ -58,12 +61,13 @@ class QLAE(AutoencoderModel):
     ) -> None:
         super().__init__(arch=arch, **base)
         check_choice("codebook_init", codebook_init, ("linspace", "normal"))
+        check_choice("codebook", codebook, ("per_dim", "global"))
         check_nonneg(quant_weight=quant_weight, commit_weight=commit_weight)
         self.repr_kind = check_choice("repr", repr, ("value", "index"))
         self.latent = ScalarQuantize(
             num_values,
             self.num_latents,
-            codebook="per_dim",
+            codebook=codebook,
             mode="nearest",
             init=codebook_init,
             learnable=learn_values,
@@ -101,6 +105,16 @@ class QLAE(AutoencoderModel):
 
     def traversal_values(self, steps: int) -> Tensor:
         return codebook_traversal(self.latent.codebook, self.num_latents, steps)
+
+
+class QLAEGlobal(QLAE):
+    """Hsu et al.'s global-codebook ablation (QLAE spec §1): one vector of ``n_v = 10`` values at
+    ``linspace(-0.5, 0.5)`` shared by every latent, with QLAE's losses, weights and optimizer."""
+
+    name = "qlae_global_hsu2023"
+
+    def __init__(self, *, arch: str = "qlae", codebook: str = "global", **options: Any) -> None:
+        super().__init__(arch=arch, codebook=codebook, **options)
 
 
 class QLAEFactorQVAE(QLAE):
