@@ -29,7 +29,7 @@ from fqvae.nn import TCDiscriminator, build_backbone
 
 ALL = sorted(MODELS)
 FACTOR = ["factordvae", "factorqvae", "factorvae"]
-INDEX_REPR = ["dvae", "factordvae", "factorqvae", "qlae_factorqvae", "qvae"]
+INDEX_REPR = ["dvae", "factordvae", "factorqvae", "qlae_factorqvae", "qvae", "vqvae_hsu2023"]
 SMALL_DISC = {"disc_width": 32, "disc_depth": 1}
 L = 4
 
@@ -313,6 +313,32 @@ def test_qlae_global_ablation_shares_one_codebook():
     codes = model.representation(x)
     assert torch.isin(codes, model.latent.codebook.detach()).all()
     assert published("qlae_global_hsu2023", "shapes3d")["hparams"]["weight_decay"] == 0.1
+
+
+def test_vqvae_ablation_nearest_embedding_and_gradients():
+    """Hsu et al.'s VQ-VAE ablation: each latent's 64-d vector goes to its nearest of 512 shared
+    embeddings; the straight-through value feeds the decoder, the codebook loss trains the
+    embeddings and the commitment loss (0.25) pulls the encoder."""
+    model = make("vqvae_hsu2023")
+    emb = model.latent.embeddings
+    assert emb.shape == (512, 64)
+    z = torch.randn(5, L * 64)
+    codes = model.latent(z, L)
+    brute = torch.cdist(z.reshape(5, L, 64), emb.detach()[None]).argmin(-1)
+    assert torch.equal(codes.indices, brute)
+    torch.testing.assert_close(codes.quantized, emb.detach()[brute].reshape(5, -1))
+    z.requires_grad_()
+    codes = model.latent(z, L)
+    (codes.quantized.sum() + codes.codebook).backward()
+    torch.testing.assert_close(z.grad, torch.ones_like(z))  # straight through, no commit term
+    assert emb.grad[brute.unique()].abs().sum() > 0
+    unused = torch.ones(512, dtype=torch.bool)
+    unused[brute.unique()] = False
+    assert emb.grad[unused].abs().sum() == 0
+    x = torch.rand(4, 3, 32, 32)
+    assert torch.allclose(model.decode_latents(model.encode_latents(x)), model.reconstruct(x))
+    entry = published("vqvae_hsu2023", "shapes3d")["hparams"]
+    assert (entry["codebook_weight"], entry["commit_weight"], entry["weight_decay"]) == (1, 0.25, 0)
 
 
 def test_tc_gradient_reaches_encoder_not_discriminator():

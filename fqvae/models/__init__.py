@@ -20,6 +20,7 @@ from fqvae.models.hparams import PUBLISHED, published
 from fqvae.models.qlae import QLAE, QLAEFactorQVAE, QLAEGlobal
 from fqvae.models.qvae import QVAE
 from fqvae.models.vae import VAE
+from fqvae.models.vqvae import VQVAE
 
 MODELS: dict[str, type[DisentanglementModel]] = {
     cls.name: cls
@@ -35,6 +36,7 @@ MODELS: dict[str, type[DisentanglementModel]] = {
         QLAEFactorQVAE,
         QLAE,
         QLAEGlobal,
+        VQVAE,
         BetaTCVAE,
         DeVAE,
         DiDR,

@@ -86,6 +86,14 @@ _HSU_HPARAMS = _by_dataset(
             "commit_weight": 0.01,
             "weight_decay": 0.1,
         },
+        # the VQ-VAE ablation; weight_decay 0.01 is its "with weight decay" variant
+        "vqvae_hsu2023": {
+            "num_embeddings": 512,
+            "embedding_dim": 64,
+            "codebook_weight": 1.0,
+            "commit_weight": 0.25,
+            "weight_decay": 0.0,
+        },
         "betatcvae": {
             "beta": (3.0, 3.0, 0.3, 1.0, 3.0),
             "dataset_size": tuple(DATASET_SIZES[d] for d in DATASETS),
