@@ -22,6 +22,10 @@ from fqvae.models.common import (
 )
 from fqvae.quantize import QuantizeOutput, ScalarQuantize
 
+#: Hsu et al.'s optimizer: AdamW on the weights with element-wise gradient clipping, Adam on
+#: biases and codebooks, constant learning rate (QLAE spec §2)
+HSU_OPTIM: dict[str, Any] = {"optimizer": "split", "clip_value": 1.0, "lr_schedule": "constant"}
+
 
 class QLAE(AutoencoderModel):
     """Encoder head ``L`` -> ``ScalarQuantize(codebook="per_dim", mode="nearest")`` -> decoder.
@@ -39,12 +43,7 @@ class QLAE(AutoencoderModel):
     name = "qlae_hsu2023"
     pixels = "unit"
     discrete = True
-    optim_defaults: ClassVar[dict[str, Any]] = {
-        "optimizer": "split",
-        "weight_decay": 0.1,
-        "clip_value": 1.0,
-        "lr_schedule": "constant",
-    }
+    optim_defaults: ClassVar[dict[str, Any]] = {**HSU_OPTIM, "weight_decay": 0.1}
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from fqvae.models.common import AutoencoderModel, check_nonneg, evaluating
 from fqvae.models.dvae import usage_perplexity
+from fqvae.models.qlae import HSU_OPTIM
 
 
 class VectorCodes(NamedTuple):
@@ -68,12 +69,7 @@ class VQVAE(AutoencoderModel):
     name = "vqvae_hsu2023"
     pixels = "unit"
     discrete = True
-    optim_defaults: ClassVar[dict[str, Any]] = {
-        "optimizer": "split",
-        "weight_decay": 0.0,
-        "clip_value": 1.0,
-        "lr_schedule": "constant",
-    }
+    optim_defaults: ClassVar[dict[str, Any]] = {**HSU_OPTIM, "weight_decay": 0.0}
 
     def __init__(
         self,
