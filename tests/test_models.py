@@ -341,6 +341,29 @@ def test_vqvae_ablation_nearest_embedding_and_gradients():
     assert (entry["codebook_weight"], entry["commit_weight"], entry["weight_decay"]) == (1, 0.25, 0)
 
 
+def test_hsu_configured_baselines():
+    """beta-VAE, AE and BioAE beside QLAE: BCE on unit pixels, Hsu's split optimizer, and the
+    beta-VAE loss BCE_mean + (L / CHW) * beta * mean_j[-log sigma + (mu^2 + sigma^2 - 1) / 2]."""
+    x = torch.rand(4, 3, 32, 32)
+    vae = make("vae_hsu2023", beta=2.0)
+    torch.manual_seed(5)
+    out = vae(x)
+    torch.manual_seed(5)
+    mu, sigma, z = vae.posterior(x)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(vae.decoder(z), x)
+    kl = (-sigma.log() + 0.5 * (mu**2 + sigma**2 - 1)).mean()
+    torch.testing.assert_close(out["loss"], bce + (L / x[0].numel()) * 2.0 * kl)
+    assert torch.equal(vae.representation(x), vae.posterior(x)[0].detach())
+    for name, wd in (("vae_hsu2023", 0.0), ("ae_hsu2023", 0.0), ("bioae_hsu2023", 1e-4)):
+        model = make(name)
+        assert model.pixels == "unit" and model.optim.optimizer == "split"
+        assert model.optim.weight_decay == wd and model.optim.clip_value == 1.0
+    assert make("bioae_hsu2023").activity == 0.1
+    assert published("vae_hsu2023", "falcor3d")["hparams"]["beta"] == 10.0
+    assert published("bioae_hsu2023", "isaac3d")["hparams"]["activity"] == 0.1
+    assert published("ae_hsu2023", "mpi3d")["hparams"]["weight_decay"] == 1e-3
+
+
 def test_tc_gradient_reaches_encoder_not_discriminator():
     model = make("factorqvae")
     x = pixels_for(model, toy_images(8))

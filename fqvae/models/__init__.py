@@ -17,6 +17,7 @@ from fqvae.models.factordvae import FactorDVAE
 from fqvae.models.factorqvae import FactorQVAE
 from fqvae.models.factorvae import FactorVAE
 from fqvae.models.hparams import PUBLISHED, published
+from fqvae.models.hsu import AEHsu, BioAEHsu, VAEHsu
 from fqvae.models.qlae import QLAE, QLAEFactorQVAE, QLAEGlobal
 from fqvae.models.qvae import QVAE
 from fqvae.models.vae import VAE
@@ -37,6 +38,9 @@ MODELS: dict[str, type[DisentanglementModel]] = {
         QLAE,
         QLAEGlobal,
         VQVAE,
+        VAEHsu,
+        AEHsu,
+        BioAEHsu,
         BetaTCVAE,
         DeVAE,
         DiDR,

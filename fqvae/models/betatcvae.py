@@ -42,7 +42,27 @@ def mws_decomposition(
     return log_qzx - log_qz, log_qz - log_prod, log_prod - log_pz
 
 
-class BetaTCVAE(GaussianCodes, AutoencoderModel):
+class SoftplusGaussian(GaussianCodes, AutoencoderModel):
+    """Hsu et al.'s Gaussian models: encoder head ``2L``, ``mu`` then ``sigma = softplus(raw)``;
+    training decodes a sample, eval decodes ``mu``; BCE with logits on ``[0, 1]`` pixels."""
+
+    pixels = "unit"
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(mu, sigma, z)``, each ``(B, L)``; ``z`` is a reparameterised sample."""
+        mu, raw = self.encoder(x).chunk(2, dim=1)
+        sigma = F.softplus(raw)
+        return mu, sigma, mu + sigma * torch.randn_like(mu)
+
+    def sampled_recon(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(mu, sigma, z, recon)``: the posterior of checked images ``x`` and the
+        reconstruction loss of decoding the sample ``z``."""
+        self.check_input(x)
+        mu, sigma, z = self.posterior(x)
+        return mu, sigma, z, self.recon_loss(self.decoder(z), x)
+
+
+class BetaTCVAE(SoftplusGaussian):
     """Loss ``BCE_mean + (mi_weight * MI + beta * TC + dwkl_weight * DWKL) / (C * H * W)``
     (means over the batch). Encoder head ``2L``: ``mu`` then ``sigma = softplus(raw)``; training
     decodes a sample, eval decodes ``mu``. Defaults: Shapes3D (beta 3), Hsu et al.'s optimizer
@@ -50,7 +70,6 @@ class BetaTCVAE(GaussianCodes, AutoencoderModel):
     """
 
     name = "betatcvae"
-    pixels = "unit"
     optim_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "split",
         "clip_value": 1.0,
@@ -78,16 +97,8 @@ class BetaTCVAE(GaussianCodes, AutoencoderModel):
         self.dataset_size = dataset_size
         self.repr_kind = check_choice("repr", repr, ("mean", "sample"))
 
-    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(mu, sigma, z)``, each ``(B, L)``; ``z`` is a reparameterised sample."""
-        mu, raw = self.encoder(x).chunk(2, dim=1)
-        sigma = F.softplus(raw)
-        return mu, sigma, mu + sigma * torch.randn_like(mu)
-
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        self.check_input(x)
-        mu, sigma, z = self.posterior(x)
-        recon = self.recon_loss(self.decoder(z), x)
+        mu, sigma, z, recon = self.sampled_recon(x)
         mi, tc, dwkl = (t.mean() for t in mws_decomposition(z, mu, sigma, self.dataset_size))
         reg = (self.mi_weight * mi + self.beta * tc + self.dwkl_weight * dwkl) / x[0].numel()
         return {

@@ -94,6 +94,14 @@ _HSU_HPARAMS = _by_dataset(
             "commit_weight": 0.25,
             "weight_decay": 0.0,
         },
+        # beta-VAE, AE and BioAE beside QLAE (qlae.md §7); dSprites reuses Shapes3D (untuned)
+        "vae_hsu2023": {"beta": (3.0, 3.0, 0.1, 0.3, 10.0), "weight_decay": 0.0},
+        "ae_hsu2023": {"weight_decay": 1e-3},
+        "bioae_hsu2023": {
+            "nonneg": 1.0,
+            "activity": (1e-2, 1e-2, 1e-2, 0.1, 1e-2),
+            "weight_decay": 1e-4,
+        },
         "betatcvae": {
             "beta": (3.0, 3.0, 0.3, 1.0, 3.0),
             "dataset_size": tuple(DATASET_SIZES[d] for d in DATASETS),
