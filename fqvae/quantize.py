@@ -193,11 +193,12 @@ class ScalarQuantize(nn.Module):
             )
             quantized, indices, loss = near
             if self.mode == "gumbel":
-                loss = torch.zeros((), device=z.device)
                 if compute_loss:
                     # the KL reads the noise-free logits; seed 0 keeps the global RNG untouched
                     kl = ops.quantize_gumbel(z, self.codebook, self.dim, tau=self._tau, seed=0).kl
                     loss = self.kl_weight * kl
+                else:
+                    loss = torch.zeros((), device=z.device)
                 if return_probs:
                     probs = nn.functional.one_hot(indices, self.num_values).to(z.dtype)
             elif return_probs:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fqvae.models.common import (
+    HSU_OPTIM,
     AutoencoderModel,
     GaussianCodes,
     check_choice,
@@ -47,6 +48,7 @@ class SoftplusGaussian(GaussianCodes, AutoencoderModel):
     training decodes a sample, eval decodes ``mu``; BCE with logits on ``[0, 1]`` pixels."""
 
     pixels = "unit"
+    optim_defaults: ClassVar[dict[str, Any]] = HSU_OPTIM  # no weight decay
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(mu, sigma, z)``, each ``(B, L)``; ``z`` is a reparameterised sample."""
@@ -70,11 +72,6 @@ class BetaTCVAE(SoftplusGaussian):
     """
 
     name = "betatcvae"
-    optim_defaults: ClassVar[dict[str, Any]] = {
-        "optimizer": "split",
-        "clip_value": 1.0,
-        "lr_schedule": "constant",
-    }
 
     def __init__(
         self,

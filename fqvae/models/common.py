@@ -55,6 +55,11 @@ def frozen_call(module: nn.Module, *inputs: Tensor) -> Tensor:
     return functional_call(module, params, inputs)
 
 
+#: Hsu et al.'s optimizer: AdamW on the weights with element-wise gradient clipping, Adam on
+#: biases and codebooks, constant learning rate (QLAE spec §2); models add their weight decay
+HSU_OPTIM: dict[str, Any] = {"optimizer": "split", "clip_value": 1.0, "lr_schedule": "constant"}
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """Optimizer options that every model accepts as keyword hparams.

@@ -25,6 +25,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fqvae.models.common import HSU_OPTIM
+
 DATASETS = ("dsprites", "shapes3d", "mpi3d", "isaac3d", "falcor3d")
 #: L = 2 x the number of ground-truth factors
 NUM_LATENTS = {"dsprites": 10, "shapes3d": 12, "mpi3d": 14, "isaac3d": 18, "falcor3d": 14}
@@ -109,7 +111,6 @@ _HSU_HPARAMS = _by_dataset(
     },
     DATASETS,
 )
-_HSU_OPTIM = {"optimizer": "split", "clip_value": 1.0, "lr_schedule": "constant"}
 
 
 def _factorqvae_entry(model: str, dataset: str) -> dict[str, Any]:
@@ -138,7 +139,7 @@ def _hsu_entry(model: str, dataset: str) -> dict[str, Any]:
         "batch_size": 128,
         "iterations": 200_000,
         "lr": 1e-3,
-        "hparams": {**_HSU_OPTIM, **_HSU_HPARAMS[model][dataset]},
+        "hparams": {**HSU_OPTIM, **_HSU_HPARAMS[model][dataset]},
         "untuned": dataset == "dsprites",
         "source": "hsu2023",
     }

@@ -11,8 +11,7 @@ from torch import Tensor
 from fqvae.models.ae import AE
 from fqvae.models.betatcvae import SoftplusGaussian
 from fqvae.models.bioae import BioAE
-from fqvae.models.common import check_choice, check_nonneg
-from fqvae.models.qlae import HSU_OPTIM
+from fqvae.models.common import HSU_OPTIM, check_choice, check_nonneg
 
 
 class VAEHsu(SoftplusGaussian):
@@ -23,7 +22,6 @@ class VAEHsu(SoftplusGaussian):
     ``repr``: ``"mean"`` (the reference) or ``"sample"``."""
 
     name = "vae_hsu2023"
-    optim_defaults: ClassVar[dict[str, Any]] = {**HSU_OPTIM, "weight_decay": 0.0}
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from fqvae.models.common import (
+    HSU_OPTIM,
     AutoencoderModel,
     check_choice,
     check_nonneg,
@@ -21,10 +22,6 @@ from fqvae.models.common import (
     evaluating,
 )
 from fqvae.quantize import QuantizeOutput, ScalarQuantize
-
-#: Hsu et al.'s optimizer: AdamW on the weights with element-wise gradient clipping, Adam on
-#: biases and codebooks, constant learning rate (QLAE spec §2)
-HSU_OPTIM: dict[str, Any] = {"optimizer": "split", "clip_value": 1.0, "lr_schedule": "constant"}
 
 
 class QLAE(AutoencoderModel):

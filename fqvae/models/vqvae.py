@@ -12,9 +12,8 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from fqvae.models.common import AutoencoderModel, check_nonneg, evaluating
+from fqvae.models.common import HSU_OPTIM, AutoencoderModel, check_nonneg, evaluating
 from fqvae.models.dvae import usage_perplexity
-from fqvae.models.qlae import HSU_OPTIM
 
 
 class VectorCodes(NamedTuple):
