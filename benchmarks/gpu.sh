@@ -7,14 +7,17 @@
 #            build, tests, nearest, gumbel, gumbel-compile, permute, train-step, train-step-cuda
 # Each stage has its own time limit (seconds, env STAGE_TIMEOUT, default 240) so one slow stage
 # (torch.compile of the reference gumbel can compile for minutes) cannot eat the others.
-# The in-place build is kept between calls on a warm machine, so a later call can skip `build`.
+# `build` installs in place and copies the built fqvae/_C*.so into OUT_DIR; a later run on a
+# fresh machine of the same image can put that file back into fqvae/ and skip `build`.
+# Env: PYTHON (default python3), TEST_WORKERS (pytest-xdist workers for `tests`, default 8).
 set -uo pipefail
 out="${1:-gpu-results}"
 stages="${2:-build,tests,nearest,gumbel,gumbel-compile,permute,train-step,train-step-cuda}"
 limit="${STAGE_TIMEOUT:-240}"
+py="${PYTHON:-python3}"
 mkdir -p "$out"
 status=0
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 run_stage() {  # name, command...: run with a time limit, log to $out/<name>.log
   local name="$1"
@@ -30,22 +33,27 @@ run_stage() {  # name, command...: run with a time limit, log to $out/<name>.log
 bench() {  # name, script, args...
   local name="$1" script="$2"
   shift 2
-  run_stage "$name" python "benchmarks/$script.py" --device cuda --json "$out/$name.json" "$@"
+  run_stage "$name" "$py" "benchmarks/$script.py" --device cuda --json "$out/$name.json" "$@"
 }
 
 for stage in ${stages//,/ }; do
-  case "$stage" in
-    build)
-      run_stage build env MAX_JOBS="${MAX_JOBS:-$(nproc)}" FQVAE_REQUIRE_EXT=1 \
-        python -m pip install --no-build-isolation --no-deps -e .
-      python - <<'PY' | tee -a "$out/summary.txt"
+  if [ "$stage" != build ] && [ ! -f "$out/environment.txt" ]; then
+    "$py" - <<'PY' | tee "$out/environment.txt" | tee -a "$out/summary.txt"
 import torch, triton, fqvae
 print("device:", torch.cuda.get_device_name(), "| torch", torch.__version__, "| triton", triton.__version__)
 print("backends on cuda:", fqvae.available_backends("cuda"))
 PY
+  fi
+  case "$stage" in
+    build)
+      run_stage build env MAX_JOBS="${MAX_JOBS:-$(nproc)}" FQVAE_REQUIRE_EXT=1 \
+        "$py" -m pip install --no-build-isolation --no-deps -e .
+      cp fqvae/_C*.so "$out/"
       ;;
     tests)
-      run_stage tests python -m pytest -q -m gpu -p no:cacheprovider \
+      workers=()
+      "$py" -c "import xdist" 2>/dev/null && workers=(-n "${TEST_WORKERS:-8}")
+      run_stage tests "$py" -m pytest -q -m gpu -p no:cacheprovider "${workers[@]}" \
         tests/test_backend_parity.py tests/test_triton_backend.py tests/test_cuda_backend.py
       ;;
     nearest) bench nearest quantize --ops nearest --min-time 0.2 ;;
@@ -65,7 +73,7 @@ PY
   esac
 done
 
-python - "$out" <<'PY'
+"$py" - "$out" <<'PY'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 merged = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.name != "results.json"}

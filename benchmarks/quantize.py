@@ -197,6 +197,7 @@ def main() -> int:
     device, dtype = torch.device(args.device), common.DTYPES[args.dtype]
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     copy_bw = common.copy_bandwidth_gbps(device, args.min_time)
+    meta = common.environment(device) | {"dtype": args.dtype, "copy_bandwidth_gbps": copy_bw}
     all_cases = cases(device, args.numel_c)
     rows: list[common.Row] = []
     for key in args.cases.split(","):
@@ -234,12 +235,11 @@ def main() -> int:
                             f"{row.case} | {row.impl} | {row.mode}: {row.median_ms:.3f} ms",
                             flush=True,
                         )
+                        if args.json:  # after every row: a run cut short keeps what it measured
+                            common.write_json(args.json, meta, rows)
     print()
-    meta = common.environment(device) | {"dtype": args.dtype, "copy_bandwidth_gbps": copy_bw}
     print(", ".join(f"{k}={v}" for k, v in meta.items()))
     common.print_table(rows)
-    if args.json:
-        common.write_json(args.json, meta, rows)
     return 0
 
 
