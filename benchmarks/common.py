@@ -38,6 +38,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--min-time", type=float, default=0.5, help="seconds of timing per row")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="CUDA: also record each row's GPU kernel time and kernel count (torch.profiler), "
+        "which separates the kernels' own time from the host's launch overhead",
+    )
     return p
 
 
@@ -52,6 +58,25 @@ def median_seconds(fn: Callable[[], object], device: torch.device, min_time: flo
     sync(device)
     timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_time).median
+
+
+def kernel_profile(fn: Callable[[], object], device: torch.device, calls: int = 20) -> dict:
+    """Per call of ``fn``: the summed duration of the GPU activities it launched (kernels,
+    memsets, copies) in ms, and how many there were. Empty off CUDA."""
+    if device.type != "cuda":
+        return {}
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    sync(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        sync(device)
+    gpu = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    busy_us = sum(e.time_range.end - e.time_range.start for e in gpu)
+    return {"kernel_ms": busy_us / calls / 1e3, "kernels": len(gpu) / calls}
 
 
 def peak_extra_mb(fn: Callable[[], object], device: torch.device) -> float | None:
@@ -116,6 +141,14 @@ def environment(device: torch.device) -> dict:
     except ImportError:
         info["triton"] = None
     return info
+
+
+def timing(row: Row) -> str:
+    """``"1.234 ms"``, plus the GPU kernel time and count when profiled."""
+    text = f"{row.median_ms:.3f} ms"
+    if "kernel_ms" in row.extra:
+        text += f" (GPU kernels {row.extra['kernel_ms']:.3f} ms in {row.extra['kernels']:g})"
+    return text
 
 
 def print_table(rows: list[Row]) -> None:

@@ -4,7 +4,8 @@
 # Usage: bash benchmarks/gpu.sh [OUT_DIR] [STAGES]
 #   OUT_DIR  logs and JSON (default ./gpu-results); results.json merges every benchmark's JSON
 #   STAGES   comma-separated, in order (default: all of them):
-#            build, tests, nearest, gumbel, gumbel-compile, permute, train-step, train-step-cuda
+#            build, tests, nearest, gumbel, gumbel-compile, permute, train-step, train-step-cuda,
+#            and tune-nearest (not in the default: the tile sweep of benchmarks/tune_nearest.py)
 # Each stage has its own time limit (seconds, env STAGE_TIMEOUT, default 240) so one slow stage
 # (torch.compile of the reference gumbel can compile for minutes) cannot eat the others.
 # `build` installs in place and copies the built fqvae/_C*.so into OUT_DIR; a later run on a
@@ -56,14 +57,15 @@ PY
       run_stage tests "$py" -m pytest -q -m gpu -p no:cacheprovider "${workers[@]}" \
         tests/test_backend_parity.py tests/test_triton_backend.py tests/test_cuda_backend.py
       ;;
-    nearest) bench nearest quantize --ops nearest --min-time 0.2 ;;
-    gumbel) bench gumbel quantize --ops gumbel --min-time 0.2 ;;
+    nearest) bench nearest quantize --ops nearest --min-time 0.2 --profile ;;
+    gumbel) bench gumbel quantize --ops gumbel --min-time 0.2 --profile ;;
     gumbel-compile)
       bench gumbel-compile quantize --ops gumbel --cases b,c --modes fwd+bwd --min-time 0.2 \
         --compile-reference-gumbel \
         --skip "eager reference,plain eager,torch.compile(plain eager),fqvae triton,fqvae cuda"
       ;;
-    permute) bench permute permute --min-time 0.2 ;;
+    permute) bench permute permute --min-time 0.2 --profile ;;
+    tune-nearest) run_stage tune-nearest "$py" benchmarks/tune_nearest.py --json "$out/tune-nearest.json" ;;
     train-step) bench train-step train_step --min-time 1 ;;
     train-step-cuda) bench train-step-cuda train_step --backend cuda --precisions fp32 --min-time 1 ;;
     *)

@@ -75,19 +75,19 @@ def main() -> int:
                 moved = 2 * x.numel() * x.element_size() * (2 if mode == "fwd+bwd" else 1)
                 gbps = moved / seconds / 1e9
                 base = base or seconds
-                rows.append(
-                    common.Row(
-                        case=case,
-                        impl=name,
-                        mode=f"permute {mode}",
-                        median_ms=seconds * 1e3,
-                        speedup=base / seconds,
-                        gbps=gbps,
-                        pct_copy_bw=None if copy_bw is None else 100 * gbps / copy_bw,
-                        peak_extra_mb=common.peak_extra_mb(call, device),
-                    )
+                row = common.Row(
+                    case=case,
+                    impl=name,
+                    mode=f"permute {mode}",
+                    median_ms=seconds * 1e3,
+                    speedup=base / seconds,
+                    gbps=gbps,
+                    pct_copy_bw=None if copy_bw is None else 100 * gbps / copy_bw,
+                    peak_extra_mb=common.peak_extra_mb(call, device),
+                    extra=common.kernel_profile(call, device) if args.profile else {},
                 )
-                print(f"{case} | {name} | {mode}: {seconds * 1e3:.3f} ms", flush=True)
+                rows.append(row)
+                print(f"{case} | {name} | {mode}: {common.timing(row)}", flush=True)
     meta = common.environment(device) | {
         "dtype": args.dtype,
         "copy_bandwidth_gbps": copy_bw,

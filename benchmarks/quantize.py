@@ -144,7 +144,7 @@ def bytes_moved(op: str, mode: str, numel: int, itemsize: int) -> int:
     return forward + (backward if mode == "fwd+bwd" else 0)
 
 
-def measure(op, mode, case, name, fn, device, dtype, min_time, eager_s, copy_bw):
+def measure(op, mode, case, name, fn, device, dtype, args, eager_s, copy_bw):
     g = torch.Generator(device="cpu").manual_seed(0)
     z = torch.randn(case.shape, generator=g).to(device, dtype)
     cb = torch.randn(case.k, generator=g).to(device)
@@ -166,7 +166,7 @@ def measure(op, mode, case, name, fn, device, dtype, min_time, eager_s, copy_bw)
             torch.autograd.backward(outs, grads)
             z.grad = cb.grad = None
 
-    seconds = common.median_seconds(call, device, min_time)
+    seconds = common.median_seconds(call, device, args.min_time)
     gbps = bytes_moved(op, mode, z.numel(), z.element_size()) / seconds / 1e9
     return common.Row(
         case=case.name,
@@ -177,6 +177,7 @@ def measure(op, mode, case, name, fn, device, dtype, min_time, eager_s, copy_bw)
         gbps=gbps,
         pct_copy_bw=None if copy_bw is None else 100 * gbps / copy_bw,
         peak_extra_mb=common.peak_extra_mb(call, device),
+        extra=common.kernel_profile(call, device) if args.profile else {},
     )
 
 
@@ -218,7 +219,7 @@ def main() -> int:
                                 fn,
                                 device,
                                 dtype,
-                                args.min_time,
+                                args,
                                 eager_s,
                                 copy_bw,
                             )
@@ -232,7 +233,7 @@ def main() -> int:
                             row.speedup = 1.0
                         rows.append(row)
                         print(
-                            f"{row.case} | {row.impl} | {row.mode}: {row.median_ms:.3f} ms",
+                            f"{row.case} | {row.impl} | {row.mode}: {common.timing(row)}",
                             flush=True,
                         )
                         if args.json:  # after every row: a run cut short keeps what it measured

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -151,31 +152,31 @@ def _eager_twin(name: str, impl: Callable, setup_context: Callable, grad: Callab
 
 
 def _nearest_impl(
-    z: Tensor, codebook: Tensor, index_dtype: torch.dtype
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    z: Tensor, codebook: Tensor, index_dtype: torch.dtype, quant_weight: float, commit_weight: float
+) -> tuple[Tensor, Tensor, Tensor]:
     _check_codebook_finite(codebook)
-    acc = _acc_dtype(z)
     if z.numel() == 0:
-        zero = torch.zeros((), dtype=acc, device=z.device)
         return (
             torch.empty_like(z),
             torch.empty(z.shape, dtype=index_dtype, device=z.device),
-            zero,
-            zero.clone(),
+            torch.zeros((), dtype=_acc_dtype(z), device=z.device),
         )
     q, idx, sse = backends.select(z.device, z.dtype).nearest_forward(z, codebook, index_dtype)
-    mse = sse / z.numel()
-    return q, idx, mse, mse.clone()
+    # quant_weight * mse + commit_weight * mse in one kernel; the extra `sse * 0` keeps the
+    # reference's NaN (0 * inf) when exactly one weight is 0 and the error overflows
+    loss = sse * ((quant_weight + commit_weight) / z.numel())
+    if (quant_weight == 0.0) != (commit_weight == 0.0):
+        loss = loss + sse * 0.0
+    return q, idx, loss
 
 
 _nearest = torch.library.custom_op("fqvae::quantize_nearest", _nearest_impl, mutates_args=())
 
 
 @_nearest.register_fake
-def _(z, codebook, index_dtype):
-    acc = _acc_dtype(z)
-    scalar = z.new_empty((), dtype=acc)
-    return torch.empty_like(z), z.new_empty(z.shape, dtype=index_dtype), scalar, scalar.clone()
+def _(z, codebook, index_dtype, quant_weight, commit_weight):
+    loss = z.new_empty((), dtype=_acc_dtype(z))
+    return torch.empty_like(z), z.new_empty(z.shape, dtype=index_dtype), loss
 
 
 def _nearest_backward_impl(
@@ -198,18 +199,21 @@ def _(grad_q, coef_z, coef_c, z, codebook, idx):
 
 
 def _nearest_setup(ctx, inputs, output):
-    z, codebook, _ = inputs
+    z, codebook, _, ctx.quant_weight, ctx.commit_weight = inputs
     ctx.save_for_backward(z, codebook, output[1])
 
 
-def _nearest_grad(ctx, grad_q, grad_idx, grad_quant, grad_commit, backward=_nearest_backward):
+def _nearest_grad(ctx, grad_q, grad_idx, grad_loss, backward=_nearest_backward):
     z, codebook, idx = ctx.saved_tensors
-    acc, n = _acc_dtype(z), max(z.numel(), 1)
-    zero = torch.zeros((), dtype=acc, device=z.device)
-    coef_z = zero if grad_commit is None else (2.0 / n) * grad_commit.to(acc)
-    coef_c = zero if grad_quant is None else (2.0 / n) * grad_quant.to(acc)
+    scale = 2.0 / max(z.numel(), 1)
+    if grad_loss is None:
+        coef_z = coef_c = torch.zeros((), dtype=_acc_dtype(z), device=z.device)
+    else:
+        grad_loss = grad_loss.to(_acc_dtype(z))
+        coef_z = grad_loss * (scale * ctx.commit_weight)
+        coef_c = grad_loss * (scale * ctx.quant_weight)
     gz, gc = backward(grad_q, coef_z, coef_c, z, codebook, idx)
-    return gz, gc, None
+    return gz, gc, None, None, None
 
 
 _nearest.register_autograd(_nearest_grad, setup_context=_nearest_setup)
@@ -219,6 +223,13 @@ _nearest_eager = _eager_twin(
     _nearest_setup,
     functools.partial(_nearest_grad, backward=_nearest_backward_impl),
 )
+
+
+def _weight(value: float, name: str) -> float:
+    """A loss weight as a Python float (numbers and NumPy scalars; not tensors or bools)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
 
 
 def quantize_nearest(
@@ -249,10 +260,10 @@ def quantize_nearest(
         raise TypeError(f"index_dtype must be one of {_INDEX_DTYPES}, got {index_dtype}")
     if index_dtype == torch.uint8 and codebook.shape[-1] > 256:
         raise ValueError("index_dtype=torch.uint8 holds at most 256 codebook entries")
+    weights = (_weight(quant_weight, "quant_weight"), _weight(commit_weight, "commit_weight"))
     z2, cb2, moved = _canonical(z, codebook, dim)
     op = _nearest_eager if _eager(z2, cb2) else _nearest
-    q, idx, quant, commit = op(z2, cb2, index_dtype)
-    loss = quant_weight * quant + commit_weight * commit
+    q, idx, loss = op(z2, cb2, index_dtype, *weights)
     return NearestResult(
         q.reshape(moved).movedim(-1, dim), idx.reshape(moved).movedim(-1, dim), loss
     )

@@ -127,6 +127,20 @@ def test_nearest_ties_and_non_finite(name):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("weights", [(0.0, 0.0), (0.0, 1.0), (0.5, 0.0), (0.5, 0.25)])
+def test_nearest_loss_weights_match_reference(name, weights):
+    """The fused loss equals quant_weight * mse + commit_weight * mse, also when the squared
+    error overflows (inf, or NaN where a zero weight meets it, as in the reference)."""
+    dev = require(name)
+    cb = torch.tensor([-1.0, 0.0, 1.0], device=dev)
+    kw = dict(quant_weight=weights[0], commit_weight=weights[1])
+    for z in (torch.linspace(-2, 2, 7, device=dev), torch.tensor([0.2, 3e19], device=dev)):
+        with backends.backend(name):
+            got = ops.quantize_nearest(z, cb, **kw).loss
+        close(got, reference.quantize_nearest(z, cb, **kw).loss, torch.float32)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("per_dim", [False, True])
 def test_nearest_non_finite_gradients_match_reference(name, per_dim):
     """Non-finite z gets a NaN gradient and leaves the codebook gradient finite."""
@@ -301,8 +315,12 @@ def test_opcheck(name):
     tau = torch.tensor(0.5, dtype=torch.float64)
     x = torch.randn(7, 3, 2, device=dev, requires_grad=True)
     with backends.backend(name):
-        torch.library.opcheck(torch.ops.fqvae.quantize_nearest.default, (z, cb, torch.int64))
-        torch.library.opcheck(torch.ops.fqvae.quantize_nearest.default, (z, cb[0:1], torch.int32))
+        torch.library.opcheck(
+            torch.ops.fqvae.quantize_nearest.default, (z, cb, torch.int64, 0.5, 0.25)
+        )
+        torch.library.opcheck(
+            torch.ops.fqvae.quantize_nearest.default, (z, cb[0:1], torch.int32, 0.0, 1.0)
+        )
         for hard, probs in [(False, False), (True, True)]:
             torch.library.opcheck(
                 torch.ops.fqvae.quantize_gumbel.default, (z, cb, rng, tau, hard, probs)

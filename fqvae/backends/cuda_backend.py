@@ -1,7 +1,8 @@
 """The CUDA C++ backend: hand-written kernels in ``csrc/cuda`` compiled into ``fqvae._C``.
 
-Each call makes the tensors' device current and passes its current stream to the extension, so
-the kernels are ordered with the surrounding PyTorch work. The codebook is converted to float32
+Each call passes the tensors' device's current stream (as a raw handle) to the extension, making
+that device current first when it is not, so the kernels are ordered with the surrounding
+PyTorch work. The codebook is converted to float32
 for the kernels (it is small) and its gradient cast back to the codebook's dtype.
 
 ``permute_forward`` sorts each column's keys in shared memory for batches up to
@@ -11,6 +12,8 @@ order), then gather with PyTorch indexing.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -26,6 +29,7 @@ _FUNCTIONS = (
 )
 
 
+@functools.cache
 def _extension():
     """The compiled ``fqvae._C`` module, or ``None`` when it is missing."""
     try:
@@ -48,10 +52,16 @@ def available(device: torch.device) -> str | None:
 
 
 def _call(name: str, device: torch.device, *args):
-    """Run ``fqvae._C.<name>(*args, stream)`` with ``device`` current, on its current stream."""
-    with torch.cuda.device(device):
-        stream = torch.cuda.current_stream(device).cuda_stream
-        return getattr(_extension(), name)(*args, stream)
+    """Run ``fqvae._C.<name>(*args, stream)`` with ``device`` current, on its current stream.
+    The raw-stream lookup and the guard only when needed keep the host cost per call low."""
+    current = torch.cuda.current_device()
+    index = current if device.index is None else device.index
+    fn = getattr(_extension(), name)
+    stream = torch._C._cuda_getCurrentRawStream(index)
+    if index == current:
+        return fn(*args, stream)
+    with torch.cuda.device(index):
+        return fn(*args, stream)
 
 
 def _seed(seed: int) -> int:

@@ -32,7 +32,10 @@ def _scatter_rows(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 
 def nearest_forward(z, codebook, index_dtype):
     cb = codebook[0] if codebook.shape[0] == 1 else codebook
-    out = reference.quantize_nearest(z, cb, -1, commit_weight=1.0, index_dtype=index_dtype)
+    # two halves give exactly the mean (one weight of 0 would turn an overflowing mean to NaN)
+    out = reference.quantize_nearest(
+        z, cb, -1, quant_weight=0.5, commit_weight=0.5, index_dtype=index_dtype
+    )
     return out.quantized, out.indices, out.loss * z.numel()
 
 
