@@ -5,7 +5,8 @@
 #   OUT_DIR  logs and JSON (default ./gpu-results); results.json merges every benchmark's JSON
 #   STAGES   comma-separated, in order (default: all of them):
 #            build, tests, nearest, gumbel, gumbel-compile, permute, train-step, train-step-cuda,
-#            and tune-nearest (not in the default: the tile sweep of benchmarks/tune_nearest.py)
+#            and, not in the default: tune-nearest (the tile sweep of benchmarks/tune_nearest.py)
+#            and ncu-nearest (an Nsight Compute profile of the nearest forward kernels)
 # Each stage has its own time limit (seconds, env STAGE_TIMEOUT, default 240) so one slow stage
 # (torch.compile of the reference gumbel can compile for minutes) cannot eat the others.
 # `build` installs in place and copies the built fqvae/_C*.so into OUT_DIR; a later run on a
@@ -66,6 +67,17 @@ PY
       ;;
     permute) bench permute permute --min-time 0.2 --profile ;;
     tune-nearest) run_stage tune-nearest "$py" benchmarks/tune_nearest.py --json "$out/tune-nearest.json" ;;
+    ncu-nearest)  # Nsight Compute: speed of light, occupancy and launch of both nearest kernels, case c
+      run_stage ncu-nearest ncu --kernel-name regex:nearest_fwd --launch-count 4 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats "$py" -c "
+import torch, fqvae
+z, cb = torch.randn(2**20, 16, device='cuda'), torch.randn(16, device='cuda')
+for name in ('cuda', 'triton'):
+    with fqvae.backend(name):
+        for _ in range(2):
+            fqvae.ops.quantize_nearest(z, cb, 1)
+torch.cuda.synchronize()"
+      ;;
     train-step) bench train-step train_step --min-time 1 ;;
     train-step-cuda) bench train-step-cuda train_step --backend cuda --precisions fp32 --min-time 1 ;;
     *)

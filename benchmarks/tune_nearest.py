@@ -31,7 +31,7 @@ def time_case(shape: tuple[int, int], k: int, codes_per_thread: list[int]) -> tu
     """Median ms of a copy of the bytes that must move, and of each launcher variant."""
     device = torch.device("cuda")
     nearest = triton_backend._kernels().nearest
-    default = nearest.FWD_CODES_PER_THREAD
+    default = nearest.fwd_codes_per_thread
     z = torch.randn(shape, device=device).reshape(-1, 1)
     cb = torch.randn(1, k, device=device)
     src = torch.empty(z.numel() * (4 + 4 + 8) // 2, dtype=torch.uint8, device=device)
@@ -39,11 +39,11 @@ def time_case(shape: tuple[int, int], k: int, codes_per_thread: list[int]) -> tu
     copy = median_ms(lambda: dst.copy_(src))
     variants = {}
     for per_thread in codes_per_thread:
-        nearest.FWD_CODES_PER_THREAD = per_thread
+        nearest.fwd_codes_per_thread = lambda k_pad, n=per_thread: n
         variants[f"triton codes/thread={per_thread}"] = median_ms(
             lambda: nearest.nearest_forward(z, cb, torch.int64)
         )
-    nearest.FWD_CODES_PER_THREAD = default
+    nearest.fwd_codes_per_thread = default
     if cuda_backend.available(device) is None:
         variants["cuda"] = median_ms(lambda: cuda_backend.nearest_forward(z, cb, torch.int64))
     return copy, variants

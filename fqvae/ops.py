@@ -98,10 +98,17 @@ def _check_codebook_finite(codebook: Tensor) -> None:
 
 def _canonical(z: Tensor, codebook: Tensor, dim: int) -> tuple[Tensor, Tensor, torch.Size]:
     """``(M, D)`` contiguous z, ``(C, K)`` contiguous codebook, and the moved shape of ``z``."""
-    moved = z.movedim(dim, -1)
-    z2 = moved.reshape(-1, moved.shape[-1]).contiguous()
-    cb2 = codebook.reshape(-1, codebook.shape[-1]).contiguous()
-    return z2, cb2, moved.shape
+    moved = z if dim == z.dim() - 1 else z.movedim(dim, -1)
+    z2 = moved if moved.dim() == 2 else moved.reshape(-1, moved.shape[-1])
+    cb2 = codebook if codebook.dim() == 2 else codebook.reshape(1, -1)
+    return z2.contiguous(), cb2.contiguous(), moved.shape
+
+
+def _restore(t: Tensor, moved: torch.Size, dim: int) -> Tensor:
+    """An ``(M, D)`` result back in the layout of ``z`` (the inverse of :func:`_canonical`)."""
+    if t.shape != moved:
+        t = t.reshape(moved)
+    return t if dim == len(moved) - 1 else t.movedim(-1, dim)
 
 
 def _rng_tensor(seed: int | Tensor | None, offset: int) -> Tensor:
@@ -133,8 +140,9 @@ def _eager(*tensors: Tensor) -> bool:
 
 
 def _eager_twin(name: str, impl: Callable, setup_context: Callable, grad: Callable) -> Callable:
-    """``apply`` of an ``autograd.Function`` with a custom op's implementation, context setup
-    and backward formula (``grad`` calls the backward implementation directly)."""
+    """A custom op's eager twin: ``apply`` of an ``autograd.Function`` with the op's
+    implementation, context setup and backward formula (``grad`` calls the backward
+    implementation directly), or the bare implementation when no gradient is needed."""
 
     def forward(ctx, *args):
         out = impl(*args)
@@ -145,7 +153,14 @@ def _eager_twin(name: str, impl: Callable, setup_context: Callable, grad: Callab
         return grad(ctx, *grads)
 
     body = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
-    return type(name, (torch.autograd.Function,), body).apply
+    apply = type(name, (torch.autograd.Function,), body).apply
+
+    def call(*args):
+        if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+            return apply(*args)
+        return impl(*args)
+
+    return call
 
 
 # ----------------------------------------------------------------------------- nearest
@@ -227,6 +242,8 @@ _nearest_eager = _eager_twin(
 
 def _weight(value: float, name: str) -> float:
     """A loss weight as a Python float (numbers and NumPy scalars; not tensors or bools)."""
+    if type(value) is float:
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     return float(value)
@@ -264,9 +281,7 @@ def quantize_nearest(
     z2, cb2, moved = _canonical(z, codebook, dim)
     op = _nearest_eager if _eager(z2, cb2) else _nearest
     q, idx, loss = op(z2, cb2, index_dtype, *weights)
-    return NearestResult(
-        q.reshape(moved).movedim(-1, dim), idx.reshape(moved).movedim(-1, dim), loss
-    )
+    return NearestResult(_restore(q, moved, dim), _restore(idx, moved, dim), loss)
 
 
 # ----------------------------------------------------------------------------- gumbel
@@ -406,9 +421,7 @@ def quantize_gumbel(
     value, idx, kl, probs = op(z2, cb2, rng, tau_t, hard, return_probs)
     k = codebook.shape[-1]
     out_probs = probs.reshape(*moved, k).movedim(-2, dim) if return_probs else None
-    return GumbelResult(
-        value.reshape(moved).movedim(-1, dim), idx.reshape(moved).movedim(-1, dim), kl, out_probs
-    )
+    return GumbelResult(_restore(value, moved, dim), _restore(idx, moved, dim), kl, out_probs)
 
 
 # ----------------------------------------------------------------------------- permute

@@ -14,8 +14,11 @@ def next_pow2(n: int) -> int:
 
 
 def device_of(t: torch.Tensor) -> contextlib.AbstractContextManager:
-    """Make ``t``'s CUDA device current for a launch (no-op for CPU tensors, interpreter)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+    """Make ``t``'s CUDA device current for a launch (no-op for CPU tensors, the interpreter, and
+    a device that is already current)."""
+    if t.is_cuda and t.device.index != torch.cuda.current_device():
+        return torch.cuda.device(t.device)
+    return contextlib.nullcontext()
 
 
 def tile(m: int, d: int, k_pad: int, per_thread: int) -> tuple[int, int, int]:

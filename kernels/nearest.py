@@ -16,9 +16,16 @@ import triton.language as tl
 
 from ._utils import canonical, device_of, next_pow2, tile
 
-FWD_CODES_PER_THREAD = 64
 BWD_CODES_PER_THREAD = 32
 MAX_PARTIALS = 1024
+
+
+def fwd_codes_per_thread(k_pad: int) -> int:
+    """Codes a thread holds in the forward tile: 512-element programs for K >= 16 and 256 below,
+    at most 256 codes a thread. Swept on an H100 with benchmarks/tune_nearest.py (global
+    codebook, 2^21-2^24 elements): K = 8 ran 3.4x faster at 16 codes than at 64, K = 16 was best
+    at 64 and K = 64 at 256."""
+    return min(256, 4 * k_pad) if k_pad >= 16 else 2 * k_pad
 
 
 @triton.jit
@@ -121,7 +128,7 @@ def nearest_forward(
     z2, m, d = canonical(z, codebook)
     k = codebook.shape[1]
     k_pad = next_pow2(k)
-    bm, bd, warps = tile(m, d, k_pad, FWD_CODES_PER_THREAD)
+    bm, bd, warps = tile(m, d, k_pad, fwd_codes_per_thread(k_pad))
     grid = (triton.cdiv(m, bm), triton.cdiv(d, bd))
     q = torch.empty_like(z2)
     idx = torch.empty(z2.shape, dtype=index_dtype, device=z.device)

@@ -194,14 +194,32 @@ Status allow_smem(Kernel kernel, size_t smem) {
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
 
-// Blocks of `kernel` resident on the whole device at once (at least one).
+// The cache behind resident_blocks: one entry per (kernel, threads, smem, device).
+struct ResidentKey {
+  const void* kernel;
+  int threads;
+  size_t smem;
+  int device;
+};
+int64_t cached_resident_blocks(const ResidentKey& key);  // 0 when not cached yet
+void cache_resident_blocks(const ResidentKey& key, int64_t blocks);
+
+// Blocks of `kernel` resident on the whole current device at once (at least one). Cached: the
+// occupancy query costs microseconds, which count on every call of a small op.
 template <typename Kernel>
 int64_t resident_blocks(Kernel kernel, int threads, size_t smem) {
+  int device = 0;
+  cudaGetDevice(&device);
+  const ResidentKey key{reinterpret_cast<const void*>(kernel), threads, smem, device};
+  int64_t blocks = cached_resident_blocks(key);
+  if (blocks > 0) return blocks;
   allow_smem(kernel, smem);
   int per_sm = 0;
   cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem);
   const int64_t sms = device_attribute(cudaDevAttrMultiProcessorCount);
-  return (per_sm > 0 ? per_sm : 1) * (sms > 0 ? sms : 1);
+  blocks = static_cast<int64_t>(per_sm > 0 ? per_sm : 1) * (sms > 0 ? sms : 1);
+  cache_resident_blocks(key, blocks);
+  return blocks;
 }
 
 inline Status launch_status() {

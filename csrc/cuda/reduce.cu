@@ -1,5 +1,9 @@
-// Fixed-order second pass over per-block partial sums, and the column plans of the backward
-// kernels (see common.cuh).
+// Fixed-order second pass over per-block partial sums, the column plans of the backward
+// kernels, and the cache of resident block counts (see common.cuh).
+#include <map>
+#include <mutex>
+#include <tuple>
+
 #include "common.cuh"
 
 namespace fqvae_cuda {
@@ -34,7 +38,25 @@ __global__ void __launch_bounds__(kReduceThreads)
   out[j] = finish(s, scale, divisor);
 }
 
+std::mutex resident_mutex;
+std::map<std::tuple<const void*, int, size_t, int>, int64_t> resident_cache;
+
+std::tuple<const void*, int, size_t, int> as_tuple(const ResidentKey& key) {
+  return {key.kernel, key.threads, key.smem, key.device};
+}
+
 }  // namespace
+
+int64_t cached_resident_blocks(const ResidentKey& key) {
+  std::lock_guard<std::mutex> lock(resident_mutex);
+  const auto it = resident_cache.find(as_tuple(key));
+  return it == resident_cache.end() ? 0 : it->second;
+}
+
+void cache_resident_blocks(const ResidentKey& key, int64_t blocks) {
+  std::lock_guard<std::mutex> lock(resident_mutex);
+  resident_cache[as_tuple(key)] = blocks;
+}
 
 Status sum_partials(const float* partial, int64_t P, int64_t W, const float* scale, float divisor,
                     float* out, cudaStream_t stream) {
