@@ -21,10 +21,11 @@ MAX_PARTIALS = 1024
 
 
 def fwd_codes_per_thread(k_pad: int) -> int:
-    """Codes a thread holds in the forward tile: 512-element programs for K >= 16 and 256 below,
-    at most 256 codes a thread. Swept on an H100 with benchmarks/tune_nearest.py (global
-    codebook, 2^21-2^24 elements): K = 8 ran 3.4x faster at 16 codes than at 64, K = 16 was best
-    at 64 and K = 64 at 256."""
+    """Codes a thread holds in the forward tile: 512-element programs for K >= 16, 256 below,
+    at most 256 codes a thread. From the H100 sweep of benchmarks/tune_nearest.py (global
+    codebook): at 2^24 elements, K = 16, 64 codes (73% of copy bandwidth) beat 16-256 codes
+    (42-64%) in two runs; K = 64 was fastest at 256 in two runs. The K = 8 case fits in L2 and two
+    sweeps disagreed on its best size, so its 256-element programs are the less certain choice."""
     return min(256, 4 * k_pad) if k_pad >= 16 else 2 * k_pad
 
 
