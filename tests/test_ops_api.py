@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,6 +89,16 @@ def test_nearest_rejects_bad_index_dtype():
     for dt in (torch.int16, torch.int32, torch.int64, torch.uint8):
         out = ops.quantize_nearest(z, cb, index_dtype=dt)
         assert out.indices.dtype == dt
+
+
+def test_nearest_loss_weights_are_real_numbers():
+    z, cb = _randn(4, 5), _codebook(8)
+    for bad in (torch.tensor(1.0), True, "1"):
+        with pytest.raises(TypeError, match="quant_weight"):
+            ops.quantize_nearest(z, cb, quant_weight=bad)
+    as_int = ops.quantize_nearest(z, cb, quant_weight=1, commit_weight=np.float32(0.5)).loss
+    as_float = ops.quantize_nearest(z, cb, quant_weight=1.0, commit_weight=0.5).loss
+    assert as_int.item() == as_float.item()
 
 
 def test_gumbel_rejects_bad_tau_and_seed():
@@ -454,6 +465,8 @@ def test_eager_calls_take_the_twin_and_fake_tensors_the_op():
     assert "QuantizeNearestBackward" in _graph_nodes(near.loss)
     assert "QuantizeGumbelBackward" in _graph_nodes(gum.kl)
     assert "PermuteDimsBackward" in _graph_nodes(perm)
+    with torch.no_grad():  # no gradient needed: the bare implementation, no graph
+        assert ops.quantize_nearest(z, cb, 1, commit_weight=1.0).loss.grad_fn is None
     with FakeTensorMode():
         fz, fcb = torch.empty(8, 4), torch.empty(6)
         out = ops.quantize_nearest(fz, fcb, 1)
