@@ -454,11 +454,10 @@ def train(
     stop_reason = None
     bar = progress_bar(cfg.train.iterations, step, cfg.log.progress and main)
     prefetch = ThreadPoolExecutor(max_workers=1)
-    fetch = lambda s: dataset.batch(
-        distributed.shard(batches(s), dist_info),
-        device,  # noqa: E731
-        pixels=model.pixels,
-    )
+
+    def fetch(s: int) -> Tensor:
+        return dataset.batch(distributed.shard(batches(s), dist_info), device, pixels=model.pixels)
+
     pending = prefetch.submit(fetch, step)
     t_last, step_last = time.perf_counter(), step
     try:
