@@ -42,10 +42,15 @@ class DataConfig:
     #: "train": the 80% slice of the 80/10/10 split (FactorQVAE family); "all": every image
     split: str | None = None
     split_seed: int = 1
+    #: train and evaluate on images area-averaged to this side (None: the native size, 64)
+    image_size: int | None = None
 
 
 @dataclass
 class TrainConfig:
+    #: "paper" (the published settings), "cpu" (the CPU recipe: a run of about 10 minutes on 2
+    #: cores, docs/recipes.md) or "auto" (cpu when the run's device is a CPU, else paper)
+    recipe: str = "auto"
     #: fidelity variant (spec §9): "reference" (what the reference runs executed) or "clean"
     fidelity: str = "reference"
     #: optimizer steps (batches); one step reads ``batch`` images across all ranks

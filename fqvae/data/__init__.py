@@ -11,6 +11,7 @@ Example::
 from fqvae.data.dataset import GroundTruthDataset, TorchView, split_indices
 from fqvae.data.factors import FactorTable
 from fqvae.data.registry import DATASETS, GENERATED, load, make, prepare
+from fqvae.data.resize import resize
 from fqvae.data.stubs import write_layout_stub
 from fqvae.data.toyset import generate as toy
 
@@ -23,6 +24,7 @@ __all__ = [
     "load",
     "make",
     "prepare",
+    "resize",
     "split_indices",
     "toy",
     "write_layout_stub",

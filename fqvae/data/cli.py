@@ -38,6 +38,8 @@ def _show(args: argparse.Namespace) -> None:
 
 def _prepare(args: argparse.Namespace) -> None:
     extra = {"variant": args.variant} if args.name == "mpi3d" else {}
+    if args.image_size is not None:
+        extra["image_size"] = args.image_size
     print(f"wrote cache {prepare(args.name, args.src, args.out, **extra)}")
 
 
@@ -73,4 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--src", required=True, help="original file or folder")
     p.add_argument("--out", required=True, help="cache directory")
     p.add_argument("--variant", default="complex", help="MPI3D variant")
+    p.add_argument(
+        "--image-size", type=int, help="store images area-averaged to this side (e.g. 32)"
+    )
     p.set_defaults(func=lambda a: _run(_prepare, a))

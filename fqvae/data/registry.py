@@ -11,6 +11,7 @@ import numpy as np
 
 from fqvae.data import cache, dsprites, folders, mpi3d, shapes3d, toyset
 from fqvae.data.dataset import GroundTruthDataset
+from fqvae.data.resize import resize
 from fqvae.data.tables import DSPRITES_FILE, MPI3D_VARIANTS, SHAPES3D_FILE
 
 DATASETS = ("dsprites", "shapes3d", "mpi3d", "isaac3d", "falcor3d", "toy")
@@ -131,8 +132,14 @@ def make(
 
 
 def prepare(name: str, src: str | os.PathLike, out: str | os.PathLike, **kw: Any) -> Path:
-    """Convert the original files of ``name`` at ``src`` into a cache directory ``out``."""
+    """Convert the original files of ``name`` at ``src`` into a cache directory ``out``
+    (``image_size``: images area-averaged to that side, see :func:`fqvae.data.resize`)."""
     check_name(name)
+    image_size = kw.pop("image_size", None)
+    if image_size is not None:
+        data = resize(load(name, src, **kw), image_size)
+        cache.write_cache(out, data, {"source": str(src), "image_size": image_size})
+        return Path(out)
     location = resolve(name, src, kw.get("variant", "complex"))
     extra: dict[str, Any] = {"source": str(location), "source_bytes": cache.source_sizes(location)}
     if name in folders.LAYOUTS:

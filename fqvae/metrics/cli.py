@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         representation_fn, discrete, data_name = load_for_eval(args.checkpoint, device)
         name = args.data or data_name
-        dataset = data.load(name, args.data_path)
+        dataset = data.resize(data.load(name, args.data_path), representation_fn.model.image_size)
         results = evaluate(
             representation_fn,
             dataset,
