@@ -73,6 +73,8 @@ class OptimConfig:
       ``iterations``. ``lr_cycle="periodic"`` keeps following the cosine past ``lr_t_max``
       (``CosineAnnealingLR``, the reference); ``"single"`` stays at ``eta_min`` after it.
     - ``disc_lr``: the discriminator's Adam lr (``None``: the main lr); discriminator models only.
+    - ``codebook_lr``: the Adam lr of the ``latent.*`` parameters (the codebooks; ``None``: the
+      main lr). The cosine schedule scales it by the same factor as the main lr.
     """
 
     optimizer: str = "adam"
@@ -83,6 +85,7 @@ class OptimConfig:
     lr_eta_min: float = 1.25e-6
     lr_cycle: str = "periodic"
     disc_lr: float | None = None
+    codebook_lr: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -95,8 +98,10 @@ class OptimConfig:
             raise ValueError('weight_decay and clip_value need optimizer="split"')
         if self.lr_t_max is not None and (not isinstance(self.lr_t_max, int) or self.lr_t_max < 1):
             raise ValueError(f"lr_t_max must be a positive int or None, got {self.lr_t_max!r}")
-        if self.disc_lr is not None and not self.disc_lr > 0:
-            raise ValueError(f"disc_lr must be > 0, got {self.disc_lr!r}")
+        for name in ("disc_lr", "codebook_lr"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -243,11 +248,11 @@ class AutoencoderModel(DisentanglementModel):
                 torch.optim.AdamW(
                     [params[n] for n in reg], lr=lr, betas=betas, weight_decay=cfg.weight_decay
                 ),
-                torch.optim.Adam([params[n] for n in unreg], lr=lr, betas=betas),
+                torch.optim.Adam(self._lr_groups(unreg, lr), betas=betas),
             ]
         else:
-            own = [p for n, p in params.items() if not n.startswith("discriminator.")]
-            main = [torch.optim.Adam(own, lr=lr, betas=betas)]
+            own = [n for n in params if not n.startswith("discriminator.")]
+            main = [torch.optim.Adam(self._lr_groups(own, lr), betas=betas)]
         disc = None
         if self.has_discriminator:
             disc = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr or lr)
@@ -263,6 +268,19 @@ class AutoencoderModel(DisentanglementModel):
                     )
                 )
         return Optimizers(main=main, discriminator=disc, schedulers=schedulers)
+
+    def _lr_groups(self, names: list[str], lr: float) -> list[dict[str, Any]]:
+        """Adam parameter groups for ``names``: the codebooks (``latent.*``) at ``codebook_lr``
+        when it is set, the rest at ``lr``."""
+        params = dict(self.named_parameters())
+        codebook = [n for n in names if n.startswith("latent.")]
+        if self.optim.codebook_lr is None or not codebook:
+            return [{"params": [params[n] for n in names], "lr": lr}]
+        rest = [params[n] for n in names if n not in codebook]
+        return [
+            {"params": rest, "lr": lr},
+            {"params": [params[n] for n in codebook], "lr": self.optim.codebook_lr},
+        ]
 
     @torch.no_grad()
     def before_optimizer_step(self) -> None:
