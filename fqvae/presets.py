@@ -28,6 +28,7 @@ from typing import Any
 from fqvae.config import Config, ConfigError, flatten
 
 FIDELITY = ("reference", "clean")
+RECIPES = ("auto", "paper", "cpu")
 AMP = ("auto", "bf16", "off")
 SPLITS = ("train", "all")
 
@@ -73,17 +74,24 @@ def resolve(cfg: Config) -> list[str]:
     """Fill the unset keys of ``cfg`` in place from the published settings of its model and
     dataset under its fidelity variant (see the module docstring). Returns notes for the user;
     raises ConfigError for unknown names, keys and values."""
-    from fqvae.models import hparam_names, published
+    from fqvae.models import cpu_recipe, hparam_names, published
 
     validate(cfg)
     model, data, t = cfg.model.name, cfg.data.name, cfg.train
     notes = []
+    auto = t.recipe == "auto"
+    if auto:
+        t.recipe = "cpu" if _runs_on_cpu(cfg) else "paper"
+    if t.recipe == "cpu":
+        t.fidelity = "clean"
     exact = (model, data) in _published()
     if not exact:
         notes.append(
             f"no published settings for {model} on {data}; using its Shapes3D values (untuned)"
         )
     entry = published(model, data if exact else "shapes3d", t.fidelity)
+    if t.recipe == "cpu":
+        entry = cpu_recipe(entry, model)
     if exact and entry["untuned"]:
         notes.append(
             f"the published settings of {model} on {data} reuse its Shapes3D values (untuned)"
@@ -108,12 +116,20 @@ def resolve(cfg: Config) -> list[str]:
     t.iterations = t.iterations or iterations
     t.batch = t.batch or entry["batch_size"]
     t.lr = t.lr or entry["lr"]
+    if auto and t.recipe == "cpu":
+        notes.append(
+            f"no GPU: the CPU recipe ({cfg.model.arch or entry['arch']} backbone, "
+            f"{cfg.data.image_size or entry['image_size']}px images, batch {t.batch}, "
+            f"{t.iterations} steps; docs/recipes.md); --recipe paper for the published settings"
+        )
     if cfg.data.split is None:
         cfg.data.split = "all" if entry["source"] == "hsu2023" else "train"
     if cfg.model.latents is None and exact:
         cfg.model.latents = entry["num_latents"]
     if cfg.model.arch is None:
-        cfg.model.arch = _default_arch(model)
+        cfg.model.arch = entry.get("arch") or _default_arch(model)
+    if cfg.data.image_size is None:
+        cfg.data.image_size = entry.get("image_size")
     if "arch" in cfg.model.hparams:
         raise ConfigError("set the backbone with model.arch (--arch), not model.hparams.arch")
     unknown = sorted(set(cfg.model.hparams) - set(hparam_names(model)))
@@ -125,6 +141,13 @@ def resolve(cfg: Config) -> list[str]:
     cfg.model.hparams = {**hparams, **cfg.model.hparams}
     validate(cfg)
     return notes
+
+
+def _runs_on_cpu(cfg: Config) -> bool:
+    import torch
+
+    device = cfg.system.device
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
 def _default_arch(model: str) -> str | None:
@@ -146,7 +169,12 @@ def validate(cfg: Config, check_names: bool = True) -> None:
                 f"unknown dataset {cfg.data.name!r}; known datasets: {', '.join(datasets())}"
             )
     values = flatten(cfg.to_dict())
-    choices = {"train.fidelity": FIDELITY, "system.amp": AMP, "data.split": SPLITS}
+    choices = {
+        "train.recipe": RECIPES,
+        "train.fidelity": FIDELITY,
+        "system.amp": AMP,
+        "data.split": SPLITS,
+    }
     for key, allowed in choices.items():
         if values[key] is not None and values[key] not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {values[key]!r}")
@@ -158,6 +186,7 @@ def validate(cfg: Config, check_names: bool = True) -> None:
         "eval.num_train",
         "eval.num_test",
         "model.latents",
+        "data.image_size",
     ):
         if values[key] is not None and not values[key] > 0:
             raise ConfigError(f"{key} must be > 0, got {values[key]}")

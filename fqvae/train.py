@@ -85,12 +85,14 @@ class Batches:
         return out
 
 
-def load_data(name: str, path: str | None) -> Any:
-    """The dataset ``name`` from the data package (``path``: file or folder, else its lookup)."""
+def load_data(name: str, path: str | None, image_size: int | None = None) -> Any:
+    """The dataset ``name`` from the data package (``path``: file or folder, else its lookup),
+    area-averaged to ``image_size`` when given."""
     from fqvae import data
 
     try:
-        return data.load(name, path)
+        dataset = data.load(name, path)
+        return dataset if image_size is None else data.resize(dataset, image_size)
     except ValueError as exc:
         raise ConfigError(f"dataset {name!r}: {exc}") from exc
 
@@ -177,6 +179,21 @@ def train_step(
     for sched in opt.schedulers:
         sched.step()
     return {k: v.detach() for k, v in terms.items() if v.dim() == 0}
+
+
+def estimate_step_seconds(model: DisentanglementModel, x: Tensor, batch: int) -> float:
+    """Seconds one training step of ``batch`` images takes, timed as one forward and backward
+    pass of a copy of ``model`` on 8 images of ``x`` and scaled linearly (the run's model, its
+    RNG streams and its gradients are untouched)."""
+    import copy
+
+    probe = copy.deepcopy(model)
+    sample = x[:8]
+    with torch.random.fork_rng(devices=[]):
+        start = time.perf_counter()
+        probe(sample)["loss"].backward()
+        elapsed = time.perf_counter() - start
+    return elapsed * batch / len(sample)
 
 
 def _params(optimizers: list[torch.optim.Optimizer]) -> list[nn.Parameter]:
@@ -384,7 +401,11 @@ def train(
     configure_backends(cfg, device)
 
     # -- data, model, optimizers, restored state -----------------------------------------
-    dataset = dataset if dataset is not None else load_data(cfg.data.name, cfg.data.path)
+    dataset = (
+        dataset
+        if dataset is not None
+        else load_data(cfg.data.name, cfg.data.path, cfg.data.image_size)
+    )
     presets.finalize(cfg, dataset)
     torch.manual_seed(cfg.train.seed)
     if model is None:
@@ -452,6 +473,10 @@ def train(
 
     # -- the loop -----------------------------------------------------------------------
     stop_reason = None
+    train_s = (
+        _read_json(metrics_file).get("train_s", 0.0) if resume and metrics_file.exists() else 0.0
+    )
+    t_start, eval_s = time.perf_counter(), 0.0
     bar = progress_bar(cfg.train.iterations, step, cfg.log.progress and main)
     prefetch = ThreadPoolExecutor(max_workers=1)
 
@@ -459,6 +484,14 @@ def train(
         return dataset.batch(distributed.shard(batches(s), dist_info), device, pixels=model.pixels)
 
     pending = prefetch.submit(fetch, step)
+    if main and device.type == "cpu" and cfg.model.arch != "small" and step < cfg.train.iterations:
+        per_step = estimate_step_seconds(model, pending.result(), cfg.train.batch)
+        print(
+            f"fqvae train: note: the {cfg.model.arch} backbone on a CPU: about {per_step:.1f} s "
+            f"a step here, {per_step * (cfg.train.iterations - step) / 3600:.1f} h for this run "
+            "(the CPU recipe's small backbone: --recipe cpu, docs/recipes.md)",
+            file=sys.stderr,
+        )
     t_last, step_last = time.perf_counter(), step
     try:
         with StopSignal() as stop:
@@ -482,6 +515,7 @@ def train(
                     bar.set_postfix(shown, refresh=False)
                     t_last, step_last = time.perf_counter(), step
                 if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.iterations:
+                    t_eval = time.perf_counter()
                     if main:
                         evals.append(
                             {
@@ -490,9 +524,13 @@ def train(
                             }
                         )
                         logger.scalars(step, evals[-1], kind="eval")
-                        write_json({"step": step, "periodic": evals}, metrics_file)
+                        elapsed = train_s + t_eval - t_start - eval_s
+                        write_json(
+                            {"step": step, "train_s": elapsed, "periodic": evals}, metrics_file
+                        )
                     distributed.barrier(dist_info)
                     t_last, step_last = time.perf_counter(), step
+                    eval_s += t_last - t_eval
                 if cfg.log.ckpt_every and step % cfg.log.ckpt_every == 0:
                     save()
                 if distributed.any_rank(stop.received is not None, dist_info, device):
@@ -503,6 +541,7 @@ def train(
     finally:
         prefetch.shutdown(wait=True, cancel_futures=True)
         bar.close()
+    train_s += time.perf_counter() - t_start - eval_s
 
     # -- final evaluation, on rank 0 alone ------------------------------------------------
     distributed.barrier(dist_info)
@@ -511,7 +550,17 @@ def train(
     if main:
         if stop_reason is None:
             final = run_eval(cfg.eval.final_num_train, cfg.eval.final_num_test)
-        write_json({"step": step, "final": final, "periodic": evals}, metrics_file)
+        write_json(
+            {
+                "step": step,
+                "images_seen": step * cfg.train.batch,
+                "train_s": train_s,
+                "factor_names": [dataset.factor_names[i] for i in dataset.latent_factor_indices],
+                "final": final,
+                "periodic": evals,
+            },
+            metrics_file,
+        )
         logger.close()
     return RunResult(out, step, stop_reason, final)
 

@@ -26,6 +26,7 @@ FLAGS = {
     "data_path": "data.path",
     "arch": "model.arch",
     "latents": "model.latents",
+    "recipe": "train.recipe",
     "fidelity": "train.fidelity",
     "steps": "train.iterations",
     "batch_size": "train.batch",
@@ -73,6 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("training (defaults: the preset's published values)")
     g.add_argument("--arch", help="backbone: dalle, qlae or small (default: the model's)")
     g.add_argument("--latents", type=int, help="number of latents (default: 2 x factors)")
+    g.add_argument(
+        "--recipe",
+        help="paper (the published settings), cpu (about 10 minutes on 2 cores, "
+        "docs/recipes.md) or auto (default: cpu without a GPU)",
+    )
     g.add_argument("--fidelity", help="reference or clean (spec §9; default reference)")
     g.add_argument("--steps", type=int, help="training iterations (batches)")
     g.add_argument("--batch-size", type=int, help="global batch size")

@@ -51,7 +51,7 @@ def _fails(capsys, *args, match: str):
 
 
 def test_model_dataset_preset_resolves_the_published_values(capsys):
-    cfg, _ = _dry(capsys, "--preset", "factorqvae-shapes3d")
+    cfg, _ = _dry(capsys, "--preset", "factorqvae-shapes3d", "--recipe", "paper")
     assert (cfg["model"]["name"], cfg["data"]["name"]) == ("factorqvae", "shapes3d")
     assert (cfg["train"]["batch"], cfg["train"]["iterations"], cfg["model"]["latents"]) == (
         512,
@@ -65,8 +65,8 @@ def test_model_dataset_preset_resolves_the_published_values(capsys):
 
 
 def test_fidelity_variants_differ_for_the_single_optimizer_baselines(capsys):
-    ref, _ = _dry(capsys, "--preset", "vae-shapes3d")
-    clean, _ = _dry(capsys, "--preset", "vae-shapes3d", "--preset", "clean")
+    ref, _ = _dry(capsys, "--preset", "vae-shapes3d", "--recipe", "paper")
+    clean, _ = _dry(capsys, "--preset", "vae-shapes3d", "--preset", "clean", "--recipe", "paper")
     assert ref["train"]["iterations"] == clean["train"]["iterations"] == 100000
     assert (ref["model"]["hparams"]["lr_t_max"], ref["model"]["hparams"]["lr_cycle"]) == (
         50000,
@@ -158,9 +158,9 @@ def test_train_resume_and_eval_end_to_end(capsys, tmp_path):
 
     rep, discrete, data_name = load_for_eval(out / "checkpoint.pt", "cpu")
     assert (discrete, data_name, rep.pixels) == (True, "toy", "centered")
-    from fqvae.data import load
+    from fqvae.data import load, resize
 
-    x = load("toy").batch(range(5), "cpu", pixels=rep.pixels)
+    x = resize(load("toy"), rep.model.image_size).batch(range(5), "cpu", pixels=rep.pixels)
     codes = rep(x)
     assert codes.shape == (5, 8) and not codes.dtype.is_floating_point
 
