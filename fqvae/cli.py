@@ -13,6 +13,7 @@ _SUBCOMMANDS = {
     "eval": "fqvae.metrics.cli",
     "train": "fqvae.train_cli",
     "demo": "fqvae.demo",
+    "study": "fqvae.study.cli",
 }
 
 

@@ -1,0 +1,419 @@
+"""``fqvae study``: a grid of real ``fqvae train`` runs (tiny settings on the in-memory ``toy``
+set) is sharded, skipped when finished, resumed when interrupted, survives a failing run and
+Ctrl-C, and is reported with the right numbers; bad specs fail before anything starts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import stats
+
+from fqvae.cli import main
+
+RECIPE = """
+[recipe]
+"model.arch" = "small"
+"train.iterations" = 3
+"train.batch" = 8
+"eval.final_num_train" = 20
+"eval.final_num_test" = 10
+"eval.metrics" = ["dci", "infomec"]
+"eval.n_jobs" = 1
+"log.tensorboard" = false
+"data.image_size" = 32
+"system.device" = "cpu"
+"""
+# ``diverge`` fails in its process only (the loss turns NaN at step 2: exit 3), which no
+# static check can see; ``vae`` also evaluates periodically, for the report's curves
+SPEC = (
+    """
+name = "tiny"
+description = "Two models, one diverging, two seeds."
+data = "toy"
+seeds = [1, 2]
+"""
+    + RECIPE
+    + """
+[models.ae]
+
+[models.diverge]
+model = "ae"
+"train.lr" = 1e30
+
+[models.vae]
+"eval.every" = 2
+"eval.num_train" = 20
+"eval.num_test" = 10
+"""
+)
+GRID = [(label, seed) for label in ("ae", "diverge", "vae") for seed in (1, 2)]
+FINISHED = [(label, seed) for label, seed in GRID if label != "diverge"]
+HEADLINE = [
+    "dci.disentanglement",
+    "dci.completeness",
+    "dci.informativeness",
+    "infomec.infom",
+    "infomec.infoc",
+    "infomec.infoe",
+    "recon.mse",
+]
+PLAN = re.compile(r"^(start|resume|skip)\s+(\S+) seed (\d+)", re.M)
+
+
+def study(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "fqvae", "study", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def planned(stdout: str) -> dict[tuple[str, int], str]:
+    """(label, seed) -> skip/resume/start, from the runner's plan lines."""
+    return {(m[2], int(m[3])): m[1] for m in PLAN.finditer(stdout)}
+
+
+def load(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def finished_runs(out: Path) -> set[tuple[str, int]]:
+    done = set()
+    for label, seed in GRID:
+        metrics = out / label / f"seed-{seed}" / "metrics.json"
+        if metrics.exists() and load(metrics).get("final"):
+            done.add((label, seed))
+    return done
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """The grid run as two shards (the second two runs at a time), with a report of the
+    partial grid taken between them."""
+    root = tmp_path_factory.mktemp("study")
+    spec = root / "tiny.toml"
+    spec.write_text(SPEC)
+    out = root / "out"
+    first = study("run", str(spec), "--out", str(out), "--shard", "1/2", cwd=root)
+    after_first = finished_runs(out)
+    partial = root / "partial"
+    assert main(["study", "report", str(out), "--out", str(partial)]) == 0
+    second = study("run", str(spec), "--out", str(out), "--shard", "2/2", "--jobs", "2", cwd=root)
+    return SimpleNamespace(
+        root=root,
+        spec=spec,
+        out=out,
+        first=first,
+        second=second,
+        after_first=after_first,
+        partial=partial,
+    )
+
+
+def test_shards_partition_the_grid(grid):
+    # cells in spec order (labels, then seeds): shard 1/2 takes k = 0, 2, 4, shard 2/2 the rest
+    assert planned(grid.first.stdout) == {
+        ("ae", 1): "start",
+        ("diverge", 1): "start",
+        ("vae", 1): "start",
+    }
+    assert planned(grid.second.stdout) == {
+        ("ae", 2): "start",
+        ("diverge", 2): "start",
+        ("vae", 2): "start",
+    }
+    assert grid.after_first == {("ae", 1), ("vae", 1)}
+    assert finished_runs(grid.out) == set(FINISHED)
+    for label, seed in FINISHED:
+        cfg = load(grid.out / label / f"seed-{seed}" / "config.json")["config"]
+        assert (cfg["model"]["name"], cfg["train"]["seed"]) == (label, seed)
+        assert (cfg["train"]["iterations"], cfg["data"]["image_size"]) == (3, 32)
+
+
+def test_a_failing_run_is_recorded_and_the_grid_goes_on(grid):
+    # diverge seed 1 failed before vae seed 1 started (one job at a time); both shards exit 1
+    assert grid.first.returncode == 1 and grid.second.returncode == 1, grid.first.stderr
+    assert re.search(r"FAILED\s+diverge seed 1 \(exit 3", grid.first.stdout)
+    assert re.search(r"done\s+vae seed 1 in [\d.]+ s: dci.disentanglement", grid.first.stdout)
+    status = {(r["label"], r["seed"]): r for r in load(grid.out / "status.json")["runs"]}
+    assert list(status) == GRID
+    for label, seed in GRID:
+        rec = status[(label, seed)]
+        assert rec["wall_s"] > 0 and rec["attempts"] == 1
+        if label == "diverge":
+            assert (rec["state"], rec["returncode"]) == ("failed", 3)
+            assert "non-finite loss" in rec["log_tail"][-1]
+            cfg = load(grid.out / label / f"seed-{seed}" / "config.json")["config"]
+            assert cfg["model"]["name"] == "ae" and cfg["train"]["lr"] == 1e30  # override won
+        else:
+            assert (rec["state"], rec["returncode"]) == ("done", 0)
+    log = (grid.out / "logs" / "diverge-seed-1.log").read_text()
+    assert "--set train.lr=1e+30" in log and "non-finite loss" in log
+
+
+def test_a_second_run_skips_finished_runs(grid):
+    metrics = {k: grid.out / k[0] / f"seed-{k[1]}" / "metrics.json" for k in FINISHED}
+    before = {k: p.stat().st_mtime_ns for k, p in metrics.items()}
+    logs = {p: p.stat().st_size for p in (grid.out / "logs").iterdir()}
+    r = study("run", str(grid.spec), "--out", str(grid.out), "--models", "ae,vae", cwd=grid.root)
+    assert r.returncode == 0, r.stderr
+    assert planned(r.stdout) == {k: "skip" for k in FINISHED}
+    assert "4 skipped, 0 resumed, 0 started" in r.stdout
+    assert {k: p.stat().st_mtime_ns for k, p in metrics.items()} == before
+    assert {p: p.stat().st_size for p in (grid.out / "logs").iterdir()} == logs
+
+
+def test_an_interrupted_run_is_resumed_from_its_checkpoint(grid, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(grid.out, out)
+    run = out / "ae" / "seed-2"
+    final = load(run / "metrics.json")["final"]
+    # a run killed after its last checkpoint, during the final evaluation
+    (run / "metrics.json").unlink()
+    r = study("run", str(grid.spec), "--out", str(out), "--models", "ae", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert planned(r.stdout) == {("ae", 1): "skip", ("ae", 2): "resume"}
+    assert load(run / "config.json")["resumed_from_step"] == 3
+    resumed = load(run / "metrics.json")["final"]
+    assert {k: resumed[k] for k in HEADLINE} == {k: final[k] for k in HEADLINE}
+    rec = next(r for r in load(out / "status.json")["runs"] if (r["label"], r["seed"]) == ("ae", 2))
+    assert rec["state"] == "done" and rec["attempts"] == 2
+
+
+def test_a_run_leftover_without_checkpoint_is_started_afresh(grid, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(grid.out, out)
+    r = study(
+        "run", str(grid.spec), "--out", str(out), "--models", "diverge", "--dry-run", cwd=tmp_path
+    )
+    assert r.returncode == 0
+    # the failed runs left a folder (config.json, log.csv) but no checkpoint
+    assert (out / "diverge" / "seed-1" / "config.json").exists()
+    assert planned(r.stdout) == {("diverge", 1): "start", ("diverge", 2): "start"}
+    assert "--resume" not in r.stdout
+
+
+def test_ctrl_c_stops_the_runs_with_a_checkpoint(tmp_path):
+    spec = tmp_path / "long.toml"
+    # log.every = 1: log.csv appears after the first step, once the run handles signals
+    spec.write_text(
+        SPEC.replace('"train.iterations" = 3', '"train.iterations" = 100000').replace(
+            "[models.ae]", '[models.ae]\n"log.every" = 1'
+        )
+    )
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "fqvae", "study", "run", str(spec), "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--models", "ae", "--jobs", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    logs = [out / "ae" / f"seed-{s}" / "log.csv" for s in (1, 2)]
+    deadline = time.monotonic() + 120
+    while not all(p.exists() for p in logs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the runner
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout
+    status = {(r["label"], r["seed"]): r for r in load(out / "status.json")["runs"]}
+    for seed in (1, 2):
+        run = out / "ae" / f"seed-{seed}"
+        assert (run / "checkpoint.pt").exists(), stdout
+        assert 0 < load(run / "metrics.json")["step"] < 100000
+        assert re.search(rf"stopped\s+ae seed {seed} at step \d+ \(exit 130\)", stdout)
+        assert status[("ae", seed)]["state"] == "pending"
+    r = study("run", str(spec), "--out", str(out), "--models", "ae", "--dry-run", cwd=tmp_path)
+    assert planned(r.stdout) == {("ae", 1): "resume", ("ae", 2): "resume"}
+
+
+def test_dry_run_shards_cover_the_grid_once(grid, tmp_path, capsys):
+    out = tmp_path / "fresh"
+    seen = []
+    for i in (1, 2, 3, 4):
+        argv = ["study", "run", str(grid.spec), "--out", str(out), "--shard", f"{i}/4"]
+        assert main([*argv, "--dry-run"]) == 0
+        cells = planned(capsys.readouterr().out)
+        assert set(cells.values()) <= {"start"}
+        seen += list(cells)
+    assert sorted(seen) == sorted(GRID) and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (
+            lambda s: s.replace("[models.ae]", '[models.ae]\n"train.nope" = 1'),
+            "[models.ae] train.nope: unknown config key",
+        ),
+        (
+            lambda s: s.replace('"eval.n_jobs" = 1', '"eval.n_jobs" = "many"'),
+            "[recipe] eval.n_jobs: eval.n_jobs must be int",
+        ),
+        (
+            lambda s: s.replace('model = "ae"', 'model = "nope"'),
+            "[models.diverge]: unknown model 'nope'",
+        ),
+        (
+            lambda s: s.replace("[models.ae]", '[models.ae]\n"model.hparams.beta" = 4'),
+            "model 'ae' has no hparams ['beta']",
+        ),
+        (
+            lambda s: s.replace("[models.ae]", '[models.ae]\n"train.seed" = 4'),
+            "train.seed is set by the top-level `seeds`",
+        ),
+        (lambda s: s.replace("seeds = [1, 2]", "seeds = []"), "`seeds` must be a non-empty list"),
+        (lambda s: s.replace('data = "toy"', 'data = "cifar"'), "unknown dataset 'cifar'"),
+        (lambda s: s.replace("[models.ae]", '[models."a/b"]'), "a label is a folder name"),
+        (lambda s: s.replace("seeds = [1, 2]", "seeds = [1, 2"), "invalid TOML"),
+        (lambda s: "steps = 3\n" + s, "unknown top-level key(s) steps"),
+    ],
+)
+def test_invalid_specs_fail_before_anything_starts(tmp_path, capsys, edit, match):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(edit(SPEC))
+    out = tmp_path / "out"
+    assert main(["study", "run", str(spec), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fqvae study: error: {spec}: ") and match in err, err
+    assert err.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--shard", "3/2"], "--shard 3/2: need 1 <= i <= n"),
+        (["--shard", "0/2"], "need 1 <= i <= n"),
+        (["--shard", "half"], "--shard expects i/n"),
+        (["--models", "ae,nope"], "--models nope: no such label"),
+        (["--seeds", "3"], "--seeds 3: not a seed of the spec"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
+    ],
+)
+def test_invalid_options_fail_with_one_line(grid, tmp_path, capsys, args, match):
+    out = tmp_path / "out"
+    assert main(["study", "run", str(grid.spec), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1 and not out.exists(), err
+
+
+def test_a_folder_with_another_spec_is_refused_unless_forced(grid, tmp_path, capsys):
+    other = tmp_path / "other.toml"
+    other.write_text(SPEC.replace('"train.lr" = 1e30', '"train.lr" = 1e29'))
+    copy = (grid.out / "spec.toml").read_text()
+    assert main(["study", "run", str(other), "--out", str(grid.out), "--dry-run"]) == 2
+    assert "holds a different spec" in capsys.readouterr().err
+    forced = ["study", "run", str(other), "--out", str(grid.out), "--force", "--dry-run"]
+    assert main([*forced, "--models", "ae"]) == 0
+    assert planned(capsys.readouterr().out) == {("ae", 1): "skip", ("ae", 2): "skip"}
+    assert (grid.out / "spec.toml").read_text() == copy == SPEC
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _row(report: str, label: str) -> str:
+    """The label's row of the results table."""
+    table = report.split("## Results")[1].split("## Missing")[0]
+    return next(line for line in table.splitlines() if line.startswith(f"| {label} | "))
+
+
+def test_report_tables_match_the_runs(grid, tmp_path):
+    rep = tmp_path / "report"
+    assert main(["study", "report", str(grid.out), "--out", str(rep)]) == 0
+    rows = _read_csv(rep / "results.csv")
+    assert [(r["label"], int(r["seed"])) for r in rows] == FINISHED
+    status = {(r["label"], r["seed"]): r for r in load(grid.out / "status.json")["runs"]}
+    for row in rows:
+        label, seed = row["label"], int(row["seed"])
+        metrics = load(grid.out / label / f"seed-{seed}" / "metrics.json")
+        assert (row["model"], row["dataset"]) == (label, "toy")
+        for key in HEADLINE:
+            assert float(row[key]) == metrics["final"][key]
+        assert not any(k.endswith("time_s") or "matrix" in k or k == "infomec.nmi" for k in row)
+        assert int(row["images_seen"]) == 24 == metrics["images_seen"]
+        assert float(row["train_s"]) == metrics["train_s"]
+        assert float(row["wall_s"]) == status[(label, seed)]["wall_s"]
+    results = load(rep / "results.json")
+    assert [(r["label"], r["seed"]) for r in results["runs"]] == FINISHED
+
+    report = (rep / "report.md").read_text()
+    for label in ("ae", "vae"):
+        values = [
+            load(grid.out / label / f"seed-{s}" / "metrics.json")["final"]["dci.disentanglement"]
+            for s in (1, 2)
+        ]
+        mean = float(np.mean(values))
+        half = stats.t.ppf(0.975, 1) * float(np.std(values, ddof=1)) / math.sqrt(2)
+        assert f"| {mean:.4g} ± {half:.4g} |" in _row(report, label)
+        assert _row(report, label).startswith(f"| {label} | 2 | ")
+    table = report.split("## Results")[1].split("## Missing")[0]
+    assert "| ae |" in table and "| vae |" in table and "| diverge |" not in table
+    for seed in (1, 2):
+        assert re.search(rf"`diverge` seed {seed}: failed \(exit 3\): .*non-finite loss", report)
+    assert "Two models, one diverging, two seeds." in report and "`train.iterations = 3`" in report
+
+
+def test_report_figures(grid, tmp_path):
+    rep = tmp_path / "report"
+    assert main(["study", "report", str(grid.out), "--out", str(rep)]) == 0
+    expected = {f"bar_{m}.png" for m in HEADLINE}  # no mig: the recipe computes dci, infomec
+    expected |= {
+        f"{kind}_{label}.png" for kind in ("nmi", "dci", "traversals") for label in ("ae", "vae")
+    }
+    expected |= {f"curve_{m}.png" for m in HEADLINE}  # vae evaluated periodically
+    figures = rep / "figures"
+    assert {p.name for p in figures.iterdir()} == expected
+    report = (rep / "report.md").read_text()
+    for name in expected:
+        with Image.open(figures / name) as image:
+            image.verify()
+            assert image.format == "PNG"
+        assert f"(figures/{name})" in report
+    assert (figures / "traversals_ae.png").read_bytes() == (
+        grid.out / "ae" / "seed-1" / "traversals.png"
+    ).read_bytes()
+
+
+def test_report_of_a_partial_grid_lists_missing_runs(grid):
+    report = (grid.partial / "report.md").read_text()
+    for label in ("ae", "vae"):
+        assert "(n=1, no interval)" in _row(report, label)
+        assert f"`{label}` seed 2: not run" in report
+    assert "- runs: 2 of 6 finished" in report
+    assert len(_read_csv(grid.partial / "results.csv")) == 2
+
+
+def test_parallel_jobs_share_the_cores(monkeypatch):
+    from fqvae.study.runner import _cores, child_env
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert child_env(2)["OMP_NUM_THREADS"] == str(max(1, _cores() // 2))
+    assert child_env(4 * _cores())["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in child_env(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert child_env(2)["OMP_NUM_THREADS"] == "3"  # the user's setting wins
