@@ -2,8 +2,8 @@
 
 Examples::
 
-    fqvae study run studies/shapes3d.toml --out studies/shapes3d --jobs 2
-    fqvae study run studies/shapes3d.toml --out studies/shapes3d --shard 2/4
+    fqvae study run studies/shapes3d-cpu.toml --out runs/shapes3d-cpu --jobs 2
+    fqvae study run studies/shapes3d-cpu.toml --out runs/shapes3d-cpu --shard 2/4
     fqvae study report studies/shapes3d
 
 The spec format and the report are described in docs/study.md.
