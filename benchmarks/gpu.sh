@@ -5,8 +5,11 @@
 #   OUT_DIR  logs and JSON (default ./gpu-results); results.json merges every benchmark's JSON
 #   STAGES   comma-separated, in order (default: all of them):
 #            build, tests, nearest, gumbel, gumbel-compile, permute, train-step, train-step-cuda,
-#            and, not in the default: tune-nearest (the tile sweep of benchmarks/tune_nearest.py)
-#            and ncu-nearest (an Nsight Compute profile of the nearest forward kernels)
+#            and, not in the default: tune-nearest (the tile sweep of benchmarks/tune_nearest.py),
+#            ncu-nearest (an Nsight Compute profile of the nearest forward kernels) and study
+#            (one shard of studies/shapes3d-gpu.toml, env STUDY_SHARD, default 1/39: one run;
+#            the runs live in ./gpu-study so a later call resumes them; metrics, configs and the
+#            report are copied to OUT_DIR/study)
 # Each stage has its own time limit (seconds, env STAGE_TIMEOUT, default 240) so one slow stage
 # (torch.compile of the reference gumbel can compile for minutes) cannot eat the others.
 # `build` installs in place and copies the built fqvae/_C*.so into OUT_DIR; a later run on a
@@ -77,6 +80,15 @@ for name in ('cuda', 'triton'):
         for _ in range(2):
             fqvae.ops.quantize_nearest(z, cb, 1)
 torch.cuda.synchronize()"
+      ;;
+    study)
+      [ -f gpu-study/3dshapes.h5 ] || "$py" -m fqvae data make shapes3d --out gpu-study/3dshapes.h5
+      run_stage study "$py" -m fqvae study run studies/shapes3d-gpu.toml --out gpu-study/runs \
+        --data-path gpu-study/3dshapes.h5 --shard "${STUDY_SHARD:-1/39}"
+      "$py" -m fqvae study report gpu-study/runs --out "$out/study" >>"$out/study.log" 2>&1
+      dest="$(realpath "$out")/study" && mkdir -p "$dest"
+      (cd gpu-study/runs && find . \( -name metrics.json -o -name config.json -o -name status.json \) \
+        -exec cp --parents {} "$dest" \;)
       ;;
     train-step) bench train-step train_step --min-time 1 ;;
     train-step-cuda) bench train-step-cuda train_step --backend cuda --precisions fp32 --min-time 1 ;;

@@ -211,7 +211,7 @@ CPU_COMMON: dict[str, Any] = {
 }
 #: FactorQVAE's CPU weights, tuned on seed 101 (docs/recipes.md); QVAE is FactorQVAE without
 #: the TC term, so it shares them
-_CPU_FQ = {"kl_weight": 1e-4, "codebook_lr": 1e-2}
+_CPU_FQ = {"kl_weight": 1e-4}
 CPU_MODELS: dict[str, dict[str, Any]] = {
     # the split-batch models get twice the batch, so their VAE half sees as many images a step
     # as the other models (the published recipe doubles it the same way: 512 against 256)
