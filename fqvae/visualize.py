@@ -134,9 +134,11 @@ def save_figures(
     out = Path(out)
     codes = representation_codes(model, images)
     usage = usage_image(usage_counts(codes, model.discrete, num_values))
+    grid = traversal_grid(model, images[:1], steps)
+    zoom = max(1, 64 // images.shape[-1])  # small images (the CPU recipe's 32 px) drawn at 64
     return {
         "traversals": save_png(
-            traversal_grid(model, images[:1], steps), out / f"{prefix}traversals.png"
+            grid.repeat(zoom, axis=0).repeat(zoom, axis=1), out / f"{prefix}traversals.png"
         ),
         "codebook_usage": save_png(usage, out / f"{prefix}codebook_usage.png"),
     }

@@ -87,7 +87,8 @@ def test_traversal_grid_and_usage_histogram(tmp_path):
     model = TinyModel()
     x = tiny_dataset().batch(np.arange(32), "cpu")
     paths = visualize.save_figures(model, x, tmp_path, steps=5, num_values=10)
-    grid = np.asarray(Image.open(paths["traversals"]))
+    zoom = 64 // SIDE  # images smaller than 64 px are drawn enlarged, pixel by pixel
+    grid = np.asarray(Image.open(paths["traversals"]))[::zoom, ::zoom]
     latents, cols, cell = 4, 2 + 5, SIDE + 2
     assert grid.shape == (latents * cell + 2, cols * cell + 2, 3)
     first = visualize.to_uint8(x[:1], "centered")[0]
