@@ -378,6 +378,22 @@ def test_tc_gradient_reaches_encoder_not_discriminator():
     assert all(p.grad.abs().sum() > 0 for p in model.encoder.parameters())
 
 
+@pytest.mark.parametrize("name", ["factorqvae", "factorvae"])
+def test_gamma_warmup_ramps_the_tc_weight_by_step(name):
+    model = make(name, gamma=0.5, gamma_warmup=4)
+    x = pixels_for(model, toy_images(8))
+    seen = []
+    for step in (0, 2, 4, 9):
+        model.set_step(step)
+        torch.manual_seed(1)
+        terms = model(x)
+        seen.append(float(terms["tc_weighted"] / terms["tc_raw"]))
+    assert seen == pytest.approx([0.0, 0.25, 0.5, 0.5])
+    assert make(name, gamma=0.5).gamma_now == 0.5  # no warm-up: the full weight from step 0
+    with pytest.raises(ValueError, match="gamma_warmup must be an int >= 0"):
+        make(name, gamma=0.5, gamma_warmup=-1)
+
+
 def test_discriminator_loss_is_the_safe_form():
     torch.manual_seed(0)
     disc = TCDiscriminator(12, width=16, depth=2)

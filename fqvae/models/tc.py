@@ -43,23 +43,39 @@ class TCMixin:
     ``_disc_codes(x)`` (the codes alone) and ``code_features`` (features per image of the
     codes: the discriminator's input size). This mixin registers the ``TCDiscriminator``
     (``disc_depth`` hidden layers of ``disc_width`` units) as the submodule ``discriminator``.
-    Training splits each batch (see :mod:`fqvae.models.base`).
+    Training splits each batch (see :mod:`fqvae.models.base`). ``gamma_warmup`` > 0 ramps the
+    TC weight linearly from 0 to ``gamma`` over that many batches (0, the papers': no ramp).
     """
 
     has_discriminator = True
 
     def __init__(
-        self, *, gamma: float, disc_width: int = 1000, disc_depth: int = 4, **host: Any
+        self,
+        *,
+        gamma: float,
+        gamma_warmup: int = 0,
+        disc_width: int = 1000,
+        disc_depth: int = 4,
+        **host: Any,
     ) -> None:
         super().__init__(**host)
         check_nonneg(gamma=gamma)
+        if isinstance(gamma_warmup, bool) or not isinstance(gamma_warmup, int) or gamma_warmup < 0:
+            raise ValueError(f"gamma_warmup must be an int >= 0, got {gamma_warmup!r}")
         self.gamma = float(gamma)
+        self.gamma_warmup = gamma_warmup
+        self.gamma_now = 0.0 if gamma_warmup else self.gamma
         self.discriminator = TCDiscriminator(self.code_features, disc_width, disc_depth)
+
+    def set_step(self, it: int) -> None:
+        super().set_step(it)
+        if self.gamma_warmup:
+            self.gamma_now = self.gamma * min(1.0, it / self.gamma_warmup)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         terms, codes = self._losses(x)
         tc = tc_estimate(self.discriminator, codes)
-        weighted = self.gamma * tc
+        weighted = self.gamma_now * tc
         terms["loss"] = terms["loss"] + weighted
         terms.update(tc_raw=tc.detach(), tc_weighted=weighted.detach(), codes=codes.detach())
         return terms
