@@ -16,7 +16,7 @@ from fqvae.models.dvae import DVAE
 from fqvae.models.factordvae import FactorDVAE
 from fqvae.models.factorqvae import FactorQVAE
 from fqvae.models.factorvae import FactorVAE
-from fqvae.models.hparams import PUBLISHED, RECIPES, cpu_recipe, published
+from fqvae.models.hparams import PUBLISHED, cpu_recipe, published
 from fqvae.models.hsu import AEHsu, BioAEHsu, VAEHsu
 from fqvae.models.qlae import QLAE, QLAEFactorQVAE, QLAEGlobal
 from fqvae.models.qvae import QVAE
@@ -51,7 +51,6 @@ _SHAPE_ARGS = ("in_channels", "image_size", "num_latents")
 __all__ = [
     "MODELS",
     "PUBLISHED",
-    "RECIPES",
     "cpu_recipe",
     "DisentanglementModel",
     "Optimizers",

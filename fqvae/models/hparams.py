@@ -39,7 +39,6 @@ DATASET_SIZES = {
     "falcor3d": 233_280,
 }
 PRESETS = ("reference", "clean")
-RECIPES = ("paper", "cpu")
 
 
 def _by_dataset(table: dict[str, dict[str, Any]], datasets: tuple[str, ...]) -> dict[str, Any]:
@@ -229,7 +228,7 @@ CPU_MODELS: dict[str, dict[str, Any]] = {
 
 def cpu_recipe(entry: dict[str, Any], model: str) -> dict[str, Any]:
     """``entry`` (a :func:`published` result, ``clean``) with the CPU recipe's values for
-    ``model``: ``arch`` and ``image_size`` added, iterations, batch, lr and hparams replaced."""
+    ``model``: ``arch`` and ``image_size`` added, iterations, batch and hparams replaced."""
     row = {**CPU_COMMON, **CPU_MODELS.get(model, {})}
     out = copy.deepcopy(entry)
     out.update({k: v for k, v in row.items() if k != "hparams"})

@@ -74,10 +74,20 @@ def progress(folder: Path, iterations: int | None = None) -> tuple[int, int | No
     if iterations is None:
         config = read_json(folder / CONFIG) or {}
         iterations = config.get("config", {}).get("train", {}).get("iterations")
-    step = metrics.get("step", 0)
+    step = metrics.get("step") or _last_logged_step(folder)
     final = metrics.get("final")
     done = isinstance(final, dict) and bool(final) and iterations is not None
     return step, iterations, done and step == iterations
+
+
+def _last_logged_step(folder: Path) -> int:
+    """The step of the last row of ``log.csv`` (0 without one): where a run that has not yet
+    written ``metrics.json`` stands."""
+    try:
+        lines = (folder / "log.csv").read_text().split()
+        return int(lines[-1].split(",")[0]) if len(lines) > 1 else 0
+    except (OSError, ValueError):
+        return 0
 
 
 def is_finished(folder: Path, iterations: int | None = None) -> bool:
