@@ -1,12 +1,13 @@
-"""Learning: a short CPU run of the demo's FactorQVAE on the toy set beats the same network
-untrained (same seed, initial weights) on DCI disentanglement, InfoM and reconstruction.
+"""Learning: the demo's comparison on a reduced setting (800 steps instead of 1,500, metrics on
+1,000/500 points). FactorQVAE and the autoencoder train the same way on the demo set; FactorQVAE
+must concentrate each factor in fewer latents than the autoencoder measured in the same test
+(DCI completeness and InfoC), and both must have learned to reconstruct.
 
-Measured on a shared 2-core CPU (seed 1, 300 steps of 64 images, 1000/500 metric points,
-about 70 s), untrained -> trained: DCI disentanglement 0 -> 0.065, InfoM 0 -> 0.44, DCI
-informativeness 0.15 -> 0.54, held-out reconstruction MSE 0.246 -> 0.022 (11x lower). The
-untrained network maps every image to the same codes, so its DCI-D and InfoM are 0. Other seeds
-and discriminator sizes gave DCI-D 0.04-0.12 and InfoM 0.17-0.50 at this length, so the
-thresholds (+0.03, +0.1, +0.25, MSE / 5) hold with a margin of about 1.5-2x for the worst.
+Measured on a 2-core CPU shared with other training runs (seed 1, one thread, about 400 s
+there), FactorQVAE against the autoencoder: DCI completeness 0.310 / 0.160, InfoC 0.194 / 0.104,
+reconstruction MSE 0.058 / 0.054 (the mean image scores 0.11). At this length DCI-D (0.15 /
+0.25) and InfoM (0.32 / 0.37) still favour the autoencoder, so they are not asserted; the
+thresholds keep about half of each measured gap.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fqvae.demo import demo_config, format_comparison, run_demo
+from fqvae.demo import MODELS, demo_config, demo_data, format_comparison, run_demo
 
-STEPS = 300
+STEPS = 800
 
 
 @pytest.fixture(autouse=True)
@@ -28,16 +29,17 @@ def single_thread():
 
 
 @pytest.mark.slow
-def test_factorqvae_learns_on_the_toy_set(tmp_path):
-    cfg = demo_config(
-        STEPS, str(tmp_path), device="cpu", num_train=1000, num_test=500, progress=False
-    )
-    cfg.eval.n_jobs = 1
-    results = run_demo(cfg)
+def test_factorqvae_concentrates_factors_more_than_the_autoencoder(tmp_path):
+    configs = {
+        m: demo_config(m, STEPS, str(tmp_path), "cpu", 1000, 500, seed=1, progress=False)
+        for m in MODELS
+    }
+    for cfg in configs.values():
+        cfg.eval.n_jobs = 1
+    results = run_demo(configs, demo_data())
     print(format_comparison(results))
-    before, after = results["untrained"], results["trained"]
-    assert after["dci.disentanglement"] >= before["dci.disentanglement"] + 0.03
-    assert after["infomec.infom"] >= before["infomec.infom"] + 0.1
-    assert after["dci.informativeness"] >= before["dci.informativeness"] + 0.25
-    assert after["recon.mse"] <= before["recon.mse"] / 5
-    assert (tmp_path / "traversals.png").exists()
+    fq, ae = results["factorqvae"], results["ae"]
+    assert fq["dci.completeness"] >= ae["dci.completeness"] + 0.08
+    assert fq["infomec.infoc"] >= ae["infomec.infoc"] + 0.04
+    assert fq["recon.mse"] < 0.08 and ae["recon.mse"] < 0.08
+    assert (tmp_path / "factorqvae" / "traversals.png").exists()
