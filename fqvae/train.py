@@ -121,6 +121,7 @@ class Representation(nn.Module):
         super().__init__()
         self.model = model
         self.pixels = model.pixels
+        self.image_size = model.image_size
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model.representation(x)

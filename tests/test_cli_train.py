@@ -94,6 +94,8 @@ def test_overrides_flags_and_set(capsys):
         capsys,
         "--preset",
         "factorqvae-mpi3d",
+        "--recipe",
+        "paper",
         "--set",
         "model.hparams.gamma=0.01",
         "--set",

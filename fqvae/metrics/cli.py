@@ -59,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         representation_fn, discrete, data_name = load_for_eval(args.checkpoint, device)
         name = args.data or data_name
-        dataset = data.resize(data.load(name, args.data_path), representation_fn.model.image_size)
+        dataset = data.load(name, args.data_path)
+        size = getattr(representation_fn, "image_size", None)  # the side the model was trained at
+        if size is not None:
+            dataset = data.resize(dataset, size)
         results = evaluate(
             representation_fn,
             dataset,
