@@ -485,7 +485,8 @@ def train(
         return dataset.batch(distributed.shard(batches(s), dist_info), device, pixels=model.pixels)
 
     pending = prefetch.submit(fetch, step)
-    if main and device.type == "cpu" and cfg.model.arch != "small" and step < cfg.train.iterations:
+    slow_cpu = device.type == "cpu" and cfg.model.arch != "small" and not cfg.system.compile
+    if main and slow_cpu and step < cfg.train.iterations:
         per_step = estimate_step_seconds(model, pending.result(), cfg.train.batch)
         print(
             f"fqvae train: note: the {cfg.model.arch} backbone on a CPU: about {per_step:.1f} s "
