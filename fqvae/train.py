@@ -121,7 +121,7 @@ class Representation(nn.Module):
         super().__init__()
         self.model = model
         self.pixels = model.pixels
-        self.image_size = model.image_size
+        self.image_size = getattr(model, "image_size", None)  # None: the images as they are
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model.representation(x)
