@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fqvae.data.io import atomic_path
 from fqvae.metrics.report import write_json
 from fqvae.study.spec import Spec
 
@@ -107,16 +108,10 @@ def log_tail(path: Path, lines: int = 20) -> list[str]:
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (a temporary file, then a rename)."""
+    """Write ``text`` to ``path`` atomically (:func:`fqvae.data.io.atomic_path`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
