@@ -14,6 +14,7 @@ _SUBCOMMANDS = {
     "train": "fqvae.train_cli",
     "demo": "fqvae.demo",
     "study": "fqvae.study.cli",
+    "doctor": "fqvae.doctor",
 }
 
 

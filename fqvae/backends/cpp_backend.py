@@ -1,10 +1,10 @@
 """The C++ CPU backend: OpenMP-parallel, vectorized kernels in ``csrc/cpu`` compiled into
-``fqvae._C``.
+``fqvae._C`` (built on first use: :mod:`fqvae.backends.extension`).
 
 Kernels work in float32 (float64 for float64 ``z``) and take the codebook in any float dtype;
 reductions (``sse``, ``kl``, codebook gradients) are summed in fixed-size groups in a fixed order,
 so results do not depend on the number of threads. Gumbel noise is recomputed in backward.
-The AVX2+FMA kernel variants run where the CPU has them (``fqvae._C.cpu_isa()`` says which);
+The AVX2+FMA kernel variants run where the CPU has them (``cpu_isa()`` on the extension says which);
 ``FQVAE_CPU_GENERIC=1``, read when the extension first runs, forces the baseline variants.
 """
 
@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import torch
 
+from fqvae.backends import extension
+
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
-try:
-    from fqvae import _C
-
-    _IMPORT_ERROR = None
-except ImportError as exc:
-    _C = None
-    _IMPORT_ERROR = str(exc)
+_C = None
 
 
 def available(device: torch.device) -> str | None:
+    global _C
     if torch.device(device).type != "cpu":
         return f"it runs only on CPU tensors, not {torch.device(device).type}"
-    if _C is None:
-        return f"the compiled extension fqvae._C is not importable ({_IMPORT_ERROR})"
-    return None
+    reason = extension.error()
+    if reason is None:
+        _C = extension.load()
+    return reason
 
 
 def nearest_forward(z, codebook, index_dtype):

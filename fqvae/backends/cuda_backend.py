@@ -1,4 +1,5 @@
-"""The CUDA C++ backend: hand-written kernels in ``csrc/cuda`` compiled into ``fqvae._C``.
+"""The CUDA C++ backend: hand-written kernels in ``csrc/cuda`` compiled into ``fqvae._C`` (built on first use:
+:mod:`fqvae.backends.extension`).
 
 Each call passes the tensors' device's current stream (as a raw handle) to the extension, making
 that device current first when it is not, so the kernels are ordered with the surrounding
@@ -13,9 +14,9 @@ order), then gather with PyTorch indexing.
 
 from __future__ import annotations
 
-import functools
-
 import torch
+
+from fqvae.backends import extension
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _FUNCTIONS = (
@@ -29,25 +30,20 @@ _FUNCTIONS = (
 )
 
 
-@functools.cache
 def _extension():
-    """The compiled ``fqvae._C`` module, or ``None`` when it is missing."""
-    try:
-        from fqvae import _C
-    except ImportError:
-        return None
-    return _C
+    """The compiled kernels (only called once :func:`available` has passed)."""
+    return extension.load()
 
 
 def available(device: torch.device) -> str | None:
     device = torch.device(device)
     if device.type != "cuda":
         return f"it runs only on CUDA devices, not {device.type}"
-    ext = _extension()
-    if ext is None:
-        return "the compiled extension fqvae._C is not installed"
-    if not all(hasattr(ext, name) for name in _FUNCTIONS):
-        return "fqvae._C was built without its CUDA kernels"
+    reason = extension.error()
+    if reason is not None:
+        return reason
+    if not all(hasattr(extension.load(), name) for name in _FUNCTIONS):
+        return f"the extension was built without its CUDA kernels ({extension.cuda_reason()})"
     return None
 
 
