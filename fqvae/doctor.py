@@ -52,8 +52,12 @@ def report() -> tuple[list[tuple[str, str]], bool]:
         ("C++ compiler", _version([cxx, "--version"]) if cxx else "not found"),
         ("ninja", _package("ninja")),
         ("CUDA toolkit", cpp_extension.CUDA_HOME or "not found"),
-        ("CUDA kernels", "compiled in" if extension.cuda_reason() is None
-         else f"skipped: {extension.cuda_reason()}"),
+        (
+            "CUDA kernels",
+            "compiled in"
+            if extension.cuda_reason() is None
+            else f"skipped: {extension.cuda_reason()}",
+        ),
     ]
     try:
         reason = extension.error()
@@ -84,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``doctor`` subcommand."""
-    p = subparsers.add_parser("doctor", help="check the installation's kernels and toolchain",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "doctor", help="check the installation's kernels and toolchain", description=__doc__
+    )
     p.set_defaults(func=run)

@@ -88,8 +88,11 @@ def test_missing_compiler_warns_once_with_the_fix(tmp_path):
 
 
 def test_require_ext_makes_a_failed_build_an_error(tmp_path):
-    env = {"FQVAE_EXTENSION_DIR": str(tmp_path), "CXX": "/nonexistent/c++",
-           "FQVAE_REQUIRE_EXT": "1"}
+    env = {
+        "FQVAE_EXTENSION_DIR": str(tmp_path),
+        "CXX": "/nonexistent/c++",
+        "FQVAE_REQUIRE_EXT": "1",
+    }
     proc = _python("import fqvae; fqvae.available_backends()", **env)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
@@ -97,8 +100,13 @@ def test_require_ext_makes_a_failed_build_an_error(tmp_path):
 
 
 def test_doctor_reports_backends_and_toolchain():
-    proc = subprocess.run([sys.executable, "-m", "fqvae", "doctor"], capture_output=True,
-                          text=True, timeout=600, cwd="/")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fqvae", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd="/",
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"torch             {torch.__version__}" in proc.stdout
     assert "cpu cpp           available" in proc.stdout
@@ -107,8 +115,14 @@ def test_doctor_reports_backends_and_toolchain():
 
 def test_doctor_fails_without_a_compiler(tmp_path):
     env = {**os.environ, "FQVAE_EXTENSION_DIR": str(tmp_path), "CXX": "/nonexistent/c++"}
-    proc = subprocess.run([sys.executable, "-m", "fqvae", "doctor"], capture_output=True,
-                          text=True, timeout=600, cwd="/", env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fqvae", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd="/",
+        env=env,
+    )
     assert proc.returncode == 1
     assert "cpu cpp           no: no C++ compiler was found" in proc.stdout
     assert "apt install g++" in proc.stderr
@@ -117,9 +131,21 @@ def test_doctor_fails_without_a_compiler(tmp_path):
 @pytest.mark.skipif(not (ROOT / "setup.py").is_file(), reason="needs the source checkout")
 def test_wheel_is_pure_python_with_the_kernel_sources(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("fqvae-*.whl")

@@ -1,5 +1,5 @@
-"""The CUDA C++ backend: hand-written kernels in ``csrc/cuda`` compiled into ``fqvae._C`` (built on first use:
-:mod:`fqvae.backends.extension`).
+"""The CUDA C++ backend: hand-written kernels in ``csrc/cuda``, compiled into the extension on first
+use (:mod:`fqvae.backends.extension`).
 
 Each call passes the tensors' device's current stream (as a raw handle) to the extension, making
 that device current first when it is not, so the kernels are ordered with the surrounding

@@ -126,8 +126,11 @@ def _locked(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"fqvae: waiting for another process to build the kernels in {folder}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"fqvae: waiting for another process to build the kernels in {folder}",
+                file=sys.stderr,
+                flush=True,
+            )
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -194,8 +197,11 @@ def _compile(folder: Path, with_cuda: bool) -> ModuleType:
             f"set FQVAE_VERBOSE_BUILD=1 to see the compiler's output, or {FIX}"
         ) from exc
     marker.unlink()
-    print(f"fqvae: built the kernels in {time.perf_counter() - start:.0f} s",
-          file=sys.stderr, flush=True)
+    print(
+        f"fqvae: built the kernels in {time.perf_counter() - start:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return module
 
 
