@@ -12,8 +12,8 @@
 #            report are copied to OUT_DIR/study)
 # Each stage has its own time limit (seconds, env STAGE_TIMEOUT, default 240) so one slow stage
 # (torch.compile of the reference gumbel can compile for minutes) cannot eat the others.
-# `build` installs in place and copies the built fqvae/_C*.so into OUT_DIR; a later run on a
-# fresh machine of the same image can put that file back into fqvae/ and skip `build`.
+# `build` installs in place (`pip install -e .`, no compile) and then compiles the C++ + CUDA kernels
+# into the machine's kernel cache (`fqvae doctor`, which also records the toolchain in OUT_DIR).
 # Env: PYTHON (default python3), TEST_WORKERS (pytest-xdist workers for `tests`, default 8).
 set -uo pipefail
 out="${1:-gpu-results}"
@@ -51,9 +51,9 @@ PY
   fi
   case "$stage" in
     build)
+      run_stage install "$py" -m pip install --no-deps -e .
       run_stage build env MAX_JOBS="${MAX_JOBS:-$(nproc)}" FQVAE_REQUIRE_EXT=1 \
-        "$py" -m pip install --no-build-isolation --no-deps -e .
-      cp fqvae/_C*.so "$out/"
+        "$py" -m fqvae doctor
       ;;
     tests)
       workers=()

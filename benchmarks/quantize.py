@@ -1,12 +1,16 @@
 """Time ``quantize_nearest`` and ``quantize_gumbel``: eager reference, ``torch.compile`` of the
 reference, every fqvae backend on the device, and peer layers where installed.
 
-Cases (latent axis ``dim=1``, one global codebook):
+Cases (latent axis ``dim=1``, one global codebook), at ``--size full``:
   a  FactorQVAE shape: z (256, 12), K = 64
   b  tokenizer feature map: z (32, 16, 64, 64), K = 8 and K = 64
   c  bandwidth-bound: 2^24 elements (2^21 on CPU, ``--numel-c``), K = 16
 
-Usage: ``python benchmarks/quantize.py [--device cuda] [--cases a,c] [--json out.json]``.
+``--size quick``, the default on a CPU, keeps case a and shrinks b to (4, 16, 32, 32) and c to
+2^18 elements, so that every implementation, the eager reference included, is timed side by side
+within about two minutes; each row's case names the size it timed.
+
+Usage: ``python benchmarks/quantize.py [--device cuda] [--size full] [--cases a,c] [--json F]``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -33,11 +38,14 @@ class Case:
     k: int
 
 
-def cases(device: torch.device, numel_c: int | None) -> dict[str, list[Case]]:
-    n_c = numel_c or (2**24 if device.type == "cuda" else 2**21)
+def cases(device: torch.device, size: str, numel_c: int | None) -> dict[str, list[Case]]:
+    quick = size == "quick"
+    n_c = numel_c or (2**18 if quick else 2**24 if device.type == "cuda" else 2**21)
+    b = (4, 16, 32, 32) if quick else (32, 16, 64, 64)
+    b_name = ",".join(map(str, b))
     return {
         "a": [Case("a: (256,12) K=64", (256, 12), 64)],
-        "b": [Case(f"b: (32,16,64,64) K={k}", (32, 16, 64, 64), k) for k in (8, 64)],
+        "b": [Case(f"b: ({b_name}) K={k}", b, k) for k in (8, 64)],
         "c": [Case(f"c: 2^{n_c.bit_length() - 1} elems K=16", (n_c // 16, 16), 16)],
     }
 
@@ -186,7 +194,13 @@ def main() -> int:
     p.add_argument("--cases", default="a,b,c", help="comma-separated subset of a,b,c")
     p.add_argument("--ops", default="nearest,gumbel")
     p.add_argument("--modes", default="fwd,fwd+bwd")
-    p.add_argument("--numel-c", type=int, help="elements in case c (default 2^24 GPU, 2^21 CPU)")
+    p.add_argument(
+        "--size",
+        choices=["quick", "full"],
+        help="case sizes: quick (about 2 minutes on a CPU; the CPU default) or full (the GPU "
+        "default; the eager reference takes over a minute per call of case b on a CPU)",
+    )
+    p.add_argument("--numel-c", type=int, help="elements in case c (overrides --size)")
     p.add_argument("--skip", default="", help="comma-separated implementation names to skip")
     p.add_argument(
         "--compile-reference-gumbel",
@@ -199,45 +213,52 @@ def main() -> int:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     copy_bw = common.copy_bandwidth_gbps(device, args.min_time)
     meta = common.environment(device) | {"dtype": args.dtype, "copy_bandwidth_gbps": copy_bw}
-    all_cases = cases(device, args.numel_c)
+    size = args.size or ("full" if device.type == "cuda" else "quick")
+    meta["size"] = size
+    all_cases = cases(device, size, args.numel_c)
+    if unknown := set(args.cases.split(",")) - set(all_cases):
+        p.error(f"--cases: unknown case(s) {sorted(unknown)}; choose from a,b,c")
+    picked = [case for key in args.cases.split(",") for case in all_cases[key]]
+    tables = {
+        (case, op): impls(op, device, case, args.compile_reference_gumbel)
+        for case in picked
+        for op in args.ops.split(",")
+    }
+    grid = [(case, op, mode) for case, op in tables for mode in args.modes.split(",")]
     rows: list[common.Row] = []
-    for key in args.cases.split(","):
-        for case in all_cases[key]:
-            for op in args.ops.split(","):
-                table = impls(op, device, case, args.compile_reference_gumbel)
-                for mode in args.modes.split(","):
-                    eager_s = None
-                    for name, fn in table.items():
-                        if name in skip:
-                            continue
-                        try:
-                            row = measure(
-                                op,
-                                mode,
-                                case,
-                                name,
-                                fn,
-                                device,
-                                dtype,
-                                args,
-                                eager_s,
-                                copy_bw,
-                            )
-                        except Exception as exc:  # a peer layer that rejects the case
-                            print(
-                                f"skipped {name} on {case.name} {op} {mode}: {exc}", file=sys.stderr
-                            )
-                            continue
-                        if name == "eager reference":
-                            eager_s = row.median_ms / 1e3
-                            row.speedup = 1.0
-                        rows.append(row)
-                        print(
-                            f"{row.case} | {row.impl} | {row.mode}: {common.timing(row)}",
-                            flush=True,
-                        )
-                        if args.json:  # after every row: a run cut short keeps what it measured
-                            common.write_json(args.json, meta, rows)
+    bar = tqdm(total=sum(len(set(tables[c, o]) - skip) for c, o, _ in grid), unit="row")
+    for case, op, mode in grid:
+        eager_s = None
+        for name, fn in tables[case, op].items():
+            if name in skip:
+                continue
+            bar.set_description(f"{case.name} {op} {mode} {name}")
+            try:
+                row = measure(
+                    op,
+                    mode,
+                    case,
+                    name,
+                    fn,
+                    device,
+                    dtype,
+                    args,
+                    eager_s,
+                    copy_bw,
+                )
+            except Exception as exc:  # a peer layer that rejects the case
+                bar.write(f"skipped {name} on {case.name} {op} {mode}: {exc}")
+                continue
+            finally:
+                bar.update()
+            if name == "eager reference":
+                eager_s = row.median_ms / 1e3
+                row.speedup = 1.0
+            rows.append(row)
+            bar.write(f"{row.case} | {row.impl} | {row.mode}: {common.timing(row)}")
+            if args.json:  # after every row: a run cut short keeps what it measured
+                common.write_json(args.json, meta, rows)
+    bar.close()
     print()
     print(", ".join(f"{k}={v}" for k, v in meta.items()))
     common.print_table(rows)

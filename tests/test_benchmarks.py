@@ -57,6 +57,22 @@ def test_quantize_script_reports_every_impl_with_speedups(tmp_path):
     assert result["meta"]["torch"] == torch.__version__
 
 
+def test_quantize_script_defaults_to_sizes_a_cpu_can_afford(tmp_path):
+    result = run_script(
+        "quantize",
+        "--device=cpu",
+        "--cases=b,c",
+        "--ops=nearest",
+        "--modes=fwd",
+        "--min-time=0.01",
+        f"--skip={NO_COMPILE}",
+        tmp_path=tmp_path,
+    )
+    assert result["meta"]["size"] == "quick"
+    cases = {r["case"] for r in result["rows"]}
+    assert cases == {"b: (4,16,32,32) K=8", "b: (4,16,32,32) K=64", "c: 2^18 elems K=16"}
+
+
 def test_permute_and_train_step_scripts_run(tmp_path):
     permute = run_script(
         "permute", "--device=cpu", "--batches=32", "--min-time=0.01", tmp_path=tmp_path

@@ -326,7 +326,7 @@ _GENERIC_SCRIPT = textwrap.dedent(
     """
     import torch
     from fqvae import backends, ops, reference
-    from fqvae.backends import extension
+    from fqvae.backends import cpp_backend, extension
 
     assert extension.load().cpu_isa() == "generic"
     g = torch.Generator().manual_seed(0)

@@ -79,7 +79,7 @@ def test_missing_compiler_warns_once_with_the_fix(tmp_path):
         "        fqvae.ops.quantize_nearest(torch.zeros(2, 3), torch.tensor([0.0, 1.0]))\n"
         "print(len(caught)); print(caught[0].message)\n"
     )
-    env = {"FQVAE_EXTENSION_DIR": str(tmp_path), "CXX": "/nonexistent/c++"}
+    env = {"FQVAE_EXTENSION_DIR": str(tmp_path), "CXX": "/nonexistent/c++", "FQVAE_REQUIRE_EXT": ""}
     out, err = _python(code, **env).communicate(timeout=300)
     lines = out.splitlines()
     assert lines[0] == "False", err
@@ -114,7 +114,12 @@ def test_doctor_reports_backends_and_toolchain():
 
 
 def test_doctor_fails_without_a_compiler(tmp_path):
-    env = {**os.environ, "FQVAE_EXTENSION_DIR": str(tmp_path), "CXX": "/nonexistent/c++"}
+    env = {
+        **os.environ,
+        "FQVAE_EXTENSION_DIR": str(tmp_path),
+        "CXX": "/nonexistent/c++",
+        "FQVAE_REQUIRE_EXT": "",
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "fqvae", "doctor"],
         capture_output=True,
