@@ -6,12 +6,13 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.utils.benchmark as tbench
+
+from fqvae.files import atomic_path
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -174,11 +175,7 @@ def print_table(rows: list[Row]) -> None:
 
 
 def write_json(path: str, meta: dict, rows: list[Row]) -> None:
-    """Write results atomically (temporary file, then rename)."""
+    """Write results atomically (:func:`fqvae.files.atomic_path`)."""
     payload = {"meta": meta, "rows": [asdict(r) for r in rows]}
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(payload, f, indent=2)
-    os.replace(tmp, path)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from fqvae.data.io import atomic_path
+from fqvae.files import atomic_path
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -29,12 +29,34 @@ def save(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+KEYS = ("step", "model", "config", "model_kwargs")
+
+
+class BadCheckpoint(ValueError):
+    """A file that is not a readable fqvae checkpoint (empty, truncated, foreign, corrupt)."""
+
+
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save` with ``weights_only=True``."""
+    """Read a checkpoint written by :func:`save` with ``weights_only=True``; raises
+    :class:`BadCheckpoint` naming the file when it is not one."""
     path = Path(path)
+    if path.is_dir():
+        raise BadCheckpoint(f"{path} is a folder; expected a checkpoint file ({CHECKPOINT})")
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if path.stat().st_size == 0:
+        raise BadCheckpoint(f"{path} is empty, not an fqvae checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:  # torch raises RuntimeError, UnpicklingError, EOFError, ... whose advice
+        # (reload with weights_only=False) would be unsafe for a file from elsewhere
+        raise BadCheckpoint(
+            f"{path} is not a readable fqvae checkpoint (truncated, corrupt or another format)"
+        ) from None
+    missing = [k for k in KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise BadCheckpoint(f"{path} is not an fqvae checkpoint (missing {', '.join(missing)})")
+    return state
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

@@ -21,8 +21,9 @@ import numpy as np
 from fqvae import presets
 from fqvae.config import Config, ConfigError
 from fqvae.data import GroundTruthDataset, resize
+from fqvae.files import check_output_file
 from fqvae.metrics.report import write_json
-from fqvae.train import train
+from fqvae.train import check_run_folder, train
 
 MODELS = ("factorqvae", "ae")
 #: the demo's subgrid of Shapes3D: every floor, wall and object hue and five orientations of
@@ -77,10 +78,16 @@ def demo_config(
     return cfg
 
 
-def run_demo(configs: dict[str, Config], dataset: Any = None) -> dict[str, dict[str, Any]]:
-    """Train each model of ``configs`` on the demo data; returns their final metrics."""
+def run_demo(
+    configs: dict[str, Config], dataset: Any = None, overwrite: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Train each model of ``configs`` on the demo data; returns their final metrics. An
+    earlier demo's runs are refused unless ``overwrite``."""
     dataset = dataset if dataset is not None else demo_data()
-    return {name: train(cfg, dataset=dataset).metrics for name, cfg in configs.items()}
+    return {
+        name: train(cfg, dataset=dataset, overwrite=overwrite).metrics
+        for name, cfg in configs.items()
+    }
 
 
 def format_comparison(results: dict[str, dict[str, Any]]) -> str:
@@ -104,6 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-train", type=int, default=2000, help="metric sample size (2000)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write both results to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     p.set_defaults(func=run)
 
 
@@ -126,8 +134,12 @@ def run(args: argparse.Namespace) -> int:
             )
             for m in MODELS
         }
+        for cfg in configs.values():
+            check_run_folder(Path(cfg.out), resume=False, overwrite=args.overwrite)
+        if args.json:
+            check_output_file(args.json, "--json")
         dataset = demo_data()
-        results = run_demo(configs, dataset)
+        results = run_demo(configs, dataset, overwrite=args.overwrite)
     except (ConfigError, FileNotFoundError, OSError) as exc:
         print(f"fqvae demo: error: {exc}", file=sys.stderr)
         return 2

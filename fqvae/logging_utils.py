@@ -12,6 +12,17 @@ from typing import Any
 from tqdm.auto import tqdm
 
 
+def set_aside(path: Path) -> Path:
+    """Rename an unreadable file ``NAME`` to ``NAME.broken`` (``.broken-2``, ...) so nothing
+    is lost; returns the new path."""
+    target, n = path.with_name(path.name + ".broken"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.broken-{n}")
+    path.rename(target)
+    return target
+
+
 class CSVLog:
     """Rows of scalars in ``path``; the header is the keys of the first row. On resume, rows
     after ``resume_step`` (written after the checkpoint the run restarts from) are dropped so
@@ -21,11 +32,19 @@ class CSVLog:
         self.path = Path(path)
         self.fields: list[str] | None = None
         if resume_step is not None and self.path.exists():
-            with open(self.path, newline="") as f:
-                rows = list(csv.DictReader(f))
+            try:
+                with open(self.path, newline="") as f:
+                    rows = list(csv.DictReader(f))
+                kept = [r for r in rows if int(r["step"]) <= resume_step]
+            except (csv.Error, KeyError, TypeError, ValueError) as exc:  # keep it, start anew
+                broken = set_aside(self.path)
+                warnings.warn(
+                    f"{self.path} is unreadable ({exc}); kept as {broken.name}, new log started",
+                    stacklevel=2,
+                )
+                return
             if rows:
                 self.fields = list(rows[0])
-                kept = [r for r in rows if int(r["step"]) <= resume_step]
                 self._write_all(kept)
         elif self.path.exists():
             self.path.unlink()

@@ -89,11 +89,15 @@ def _check_quantize_args(z: Tensor, codebook: Tensor, dim: int) -> int:
     return dim
 
 
+class NonFiniteCodebook(ValueError):
+    """The codebook passed to an op holds NaN or inf."""
+
+
 def _check_codebook_finite(codebook: Tensor) -> None:
-    """Raise on a non-finite codebook. CPU only: on a GPU the check would cost a host sync on
-    every call."""
+    """Raise :class:`NonFiniteCodebook` on a non-finite codebook. CPU only: on a GPU the check
+    would cost a host sync on every call."""
     if codebook.device.type == "cpu" and not bool(torch.isfinite(codebook).all()):
-        raise ValueError("codebook contains non-finite values (NaN or inf)")
+        raise NonFiniteCodebook("codebook contains non-finite values (NaN or inf)")
 
 
 def _canonical(z: Tensor, codebook: Tensor, dim: int) -> tuple[Tensor, Tensor, torch.Size]:

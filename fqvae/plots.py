@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fqvae.data.io import atomic_path
+from fqvae.files import atomic_path
 
 
 def figure(width: float, height: float, cols: int = 1) -> tuple[Any, list[Any]]:

@@ -23,9 +23,11 @@ reported as notes, which the trainer prints and writes into the manifest.
 from __future__ import annotations
 
 import inspect
+import math
+import re
 from typing import Any
 
-from fqvae.config import Config, ConfigError, flatten
+from fqvae.config import Config, ConfigError, flatten, get_key
 
 FIDELITY = ("reference", "clean")
 RECIPES = ("auto", "paper", "cpu")
@@ -206,8 +208,42 @@ def validate(cfg: Config, check_names: bool = True) -> None:
             f"eval.metric_preset must be one of {', '.join(PRESETS)} or null, "
             f"got {cfg.eval.metric_preset!r}"
         )
+    _validate_run_settings(cfg)
     if cfg.system.amp == "bf16" and cfg.system.device == "cpu":
         raise ConfigError("--amp bf16 needs a CUDA device; it cannot be combined with --device cpu")
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _validate_run_settings(cfg: Config) -> None:
+    """The settings that would otherwise fail only when their work starts (the seed, the
+    device, the learning rate, the evaluation at the end of a run)."""
+    seed = cfg.train.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"train.seed must be an int in [0, 2^63), got {seed!r}")
+    if cfg.train.lr is not None and not math.isfinite(cfg.train.lr):
+        raise ConfigError(f"train.lr must be finite, got {cfg.train.lr}")
+    device = cfg.system.device
+    if not isinstance(device, str) or not DEVICE.fullmatch(device):
+        raise ConfigError(f"system.device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    n_jobs = cfg.eval.n_jobs
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or not n_jobs
+    ):
+        raise ConfigError(f"eval.n_jobs must be a non-zero int (-1: all cores), got {n_jobs!r}")
+    pairs = [("eval.final_num_train", "eval.final_num_test")]
+    if cfg.eval.every:
+        pairs.append(("eval.num_train", "eval.num_test"))
+    needs_test = any(m in ("dci", "sap") for m in cfg.eval.metrics)
+    for train_key, test_key in pairs:
+        checked = [train_key] + ([test_key] if needs_test else [])
+        if get_key(cfg, train_key):
+            for key in checked:
+                if get_key(cfg, key) < 2:
+                    raise ConfigError(
+                        f"{key} must be 0 (no evaluation) or >= 2, got {get_key(cfg, key)}"
+                    )
 
 
 def finalize(cfg: Config, dataset: Any) -> None:

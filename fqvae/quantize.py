@@ -241,6 +241,11 @@ class ScalarQuantize(nn.Module):
         if indices.dtype.is_floating_point:
             raise TypeError(f"indices must be integers, got {indices.dtype}")
         idx = indices.long()
+        if idx.numel() and (idx.min() < 0 or idx.max() >= self.num_values):
+            raise IndexError(
+                f"indices must lie in [0, {self.num_values}), got values in "
+                f"[{int(idx.min())}, {int(idx.max())}]"
+            )
         if self.codebook_kind == "global":
             return self.codebook[idx]
         moved = idx.movedim(self.dim, -1)

@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import platform
+import shutil
 import signal
 import sys
 import time
@@ -31,13 +32,24 @@ from torch import Tensor, nn
 from fqvae import checkpoint, distributed, presets, visualize
 from fqvae.config import Config, ConfigError
 from fqvae.distributed import Dist
-from fqvae.logging_utils import Logger, progress_bar
+from fqvae.logging_utils import Logger, progress_bar, set_aside
 from fqvae.metrics.report import write_json
 from fqvae.models.base import DisentanglementModel, Optimizers
 from fqvae.models.common import evaluating
+from fqvae.ops import NonFiniteCodebook
 
 MANIFEST = "config.json"
 METRICS = "metrics.json"
+# what a run writes into its folder (``--overwrite`` removes exactly these)
+RUN_FILES = (
+    MANIFEST,
+    METRICS,
+    checkpoint.CHECKPOINT,
+    "log.csv",
+    "eval.csv",
+    "traversals.png",
+    "codebook_usage.png",
+)
 FIGURE_IMAGES = 512  # images for the codebook-usage histogram and the reconstruction error
 
 
@@ -370,18 +382,35 @@ def _manifest(cfg: Config, info: dict[str, Any]) -> dict[str, Any]:
 # the loop
 
 
+def check_run_folder(out: Path, resume: bool, overwrite: bool) -> list[str]:
+    """The run files ``out`` holds; raises ConfigError when ``out`` is a file, or holds a run
+    that is neither resumed nor to be overwritten."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; expected a run folder")
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held and not resume and not overwrite:
+        raise ConfigError(
+            f"--out {out} already holds a run ({', '.join(held[:3])}); continue it with "
+            "--resume, or replace it with --overwrite"
+        )
+    return held
+
+
 def train(
     cfg: Config,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     dataset: Any = None,
     model: DisentanglementModel | None = None,
     notes: list[str] | None = None,
 ) -> RunResult:
     """Train ``cfg`` (already resolved by :func:`fqvae.presets.resolve`) and return the
     final step and metrics. Writes ``config.json``, ``log.csv``, ``checkpoint.pt``,
-    ``metrics.json`` and figures into ``cfg.out``. ``dataset``/``model`` replace the ones the
-    config names (tests, the demo); ``notes`` are resolution warnings for the manifest."""
+    ``metrics.json`` and figures into ``cfg.out``. A folder that already holds a run is refused
+    unless ``resume`` (continue it) or ``overwrite`` (remove its files first). ``dataset``/
+    ``model`` replace the ones the config names (tests, the demo); ``notes`` are resolution
+    warnings for the manifest."""
     # -- checks that need no work: config, devices, output folder ------------------------
     out = Path(cfg.out)
     presets.validate(cfg, check_names=model is None)
@@ -398,6 +427,12 @@ def train(
     ckpt_path = out / checkpoint.CHECKPOINT
     if resume and not ckpt_path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    held = check_run_folder(out, resume, overwrite)
+    distributed.barrier(dist_info)  # every rank has looked before the main one removes
+    if held and not resume and dist_info.is_main:
+        for name in held:
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "tb", ignore_errors=True)
     checkpoint.check_writable(out)
     configure_backends(cfg, device)
 
@@ -432,9 +467,12 @@ def train(
     main = dist_info.is_main
     logger = Logger(out, cfg.log.tensorboard, step if resume else None) if main else None
     metrics_file = out / METRICS
-    evals = []
-    if resume and metrics_file.exists():
-        evals = [e for e in _read_json(metrics_file).get("periodic", []) if e["step"] <= step]
+    previous = _read_json(metrics_file) if main and resume and metrics_file.exists() else {}
+    evals = [
+        e
+        for e in previous.get("periodic", [])
+        if isinstance(e, dict) and isinstance(e.get("step"), int) and e["step"] <= step
+    ]
     if main:
         write_json(
             _manifest(
@@ -474,9 +512,8 @@ def train(
 
     # -- the loop -----------------------------------------------------------------------
     stop_reason = None
-    train_s = (
-        _read_json(metrics_file).get("train_s", 0.0) if resume and metrics_file.exists() else 0.0
-    )
+    train_s = previous.get("train_s", 0.0)
+    train_s = float(train_s) if isinstance(train_s, (int, float)) else 0.0
     t_start, eval_s = time.perf_counter(), 0.0
     bar = progress_bar(cfg.train.iterations, step, cfg.log.progress and main)
     prefetch = ThreadPoolExecutor(max_workers=1)
@@ -503,7 +540,15 @@ def train(
                     pending = prefetch.submit(fetch, step + 1)
                 if cfg.system.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                values = scalars(train_step(model, opt, x, step, autocast, dist_info), device)
+                try:
+                    terms = train_step(model, opt, x, step, autocast, dist_info)
+                except NonFiniteCodebook as exc:  # the previous update broke a codebook
+                    raise NonFiniteLoss(
+                        f"non-finite parameter at step {step + 1}: the quantizer's {exc}, after "
+                        f"the update of step {step}; stopped without saving, so the last "
+                        "checkpoint holds the last good weights"
+                    ) from None
+                values = scalars(terms, device)
                 step += 1
                 check_finite(values, step)
                 bar.update(1)
@@ -634,7 +679,21 @@ def data_split(dataset: Any, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A run's ``metrics.json`` on resume; an unreadable one is set aside (``.broken``) with a
+    warning and read as empty, so it cannot block the resume."""
     import json
 
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        if isinstance(data, dict):
+            return data
+        reason = f"a JSON {type(data).__name__}, not an object"
+    except (ValueError, UnicodeDecodeError) as exc:
+        reason = str(exc)
+    broken = set_aside(path)
+    print(
+        f"fqvae train: warning: {path} is unreadable ({reason}); kept as {broken.name}",
+        file=sys.stderr,
+    )
+    return {}

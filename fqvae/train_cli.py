@@ -71,6 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (without it, a folder holding a run is refused)",
+    )
     g = p.add_argument_group("training (defaults: the preset's published values)")
     g.add_argument("--arch", help="backbone: dalle, qlae or small (default: the model's)")
     g.add_argument("--latents", type=int, help="number of latents (default: 2 x factors)")
@@ -121,6 +126,10 @@ def build_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     the overrides applied) and the notes of resolution. Raises ConfigError."""
     from fqvae import presets
 
+    if args.resume and args.overwrite:
+        raise ConfigError(
+            "--resume continues the run in --out and --overwrite replaces it; pick one"
+        )
     if args.resume:
         if not args.out:
             raise ConfigError("--resume needs --out, the run folder to continue")
@@ -129,12 +138,18 @@ def build_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
         manifest = Path(args.out) / "config.json"
         if not manifest.is_file():
             raise ConfigError(f"--resume: {manifest} not found (no run in {args.out})")
-        with open(manifest) as f:
-            cfg = Config.from_dict(json.load(f)["config"])
+        try:
+            with open(manifest) as f:
+                cfg = Config.from_dict(json.load(f)["config"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"--resume: {manifest} is not a readable run configuration ({exc!r:.120}); "
+                "restore it, or start a new run with --overwrite"
+            ) from None
         stored = Config.from_dict(cfg.to_dict())
         _apply_overrides(cfg, args)
         presets.check_resume(cfg, stored)
-        return cfg, []
+        return cfg, _extension_notes(stored, cfg)
     cfg = Config()
     set_by_preset: set[str] = set()
     for name in args.preset:
@@ -151,6 +166,21 @@ def build_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
         cfg.out = f"runs/{cfg.model.name}-{cfg.data.name}"
     notes = presets.resolve(cfg)
     return cfg, notes
+
+
+def _extension_notes(stored: Config, cfg: Config) -> list[str]:
+    """What resuming with a new ``train.iterations`` means, in one line (docs/training.md)."""
+    old, new = stored.train.iterations, cfg.train.iterations
+    if old == new:
+        return []
+    hp = cfg.model.hparams
+    kept = ", ".join(f"{k}={hp[k]:g}" for k in ("tau_rate", "lr_t_max") if hp.get(k) is not None)
+    return [
+        f"the run goes from {old} to {new} steps and keeps the schedules it was resolved with "
+        f"for {old} steps{f' ({kept})' if kept else ''}: tau keeps decaying at the same rate and "
+        f"the learning rate stays on its {old}-step schedule, so it differs from a fresh "
+        f"{new}-step run"
+    ]
 
 
 def _apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
@@ -185,6 +215,7 @@ def _list() -> str:
 def run(args: argparse.Namespace) -> int:
     """Resolve, train, and map failures to exit codes: 2 bad configuration or files,
     3 non-finite loss, 130 stopped by a signal (checkpoint saved; resume with --resume)."""
+    from fqvae.checkpoint import BadCheckpoint
     from fqvae.train import NonFiniteLoss, train
 
     main = os.environ.get("RANK", "0") == "0"
@@ -199,8 +230,8 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(json.dumps(cfg.to_dict(), indent=2))
             return 0
-        result = train(cfg, resume=args.resume, notes=notes)
-    except (ConfigError, FileNotFoundError, OSError) as exc:
+        result = train(cfg, resume=args.resume, overwrite=args.overwrite, notes=notes)
+    except (ConfigError, BadCheckpoint, OSError) as exc:
         say(f"fqvae train: error: {exc}")
         return 2
     except NonFiniteLoss as exc:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from fqvae.data.io import atomic_path
+from fqvae.files import atomic_path
 from fqvae.models.base import DisentanglementModel
 from fqvae.models.common import evaluating
 

@@ -85,9 +85,9 @@ def test_cli_show_reads_a_file(tmp_path):
 
 
 def test_cli_reports_errors_with_exit_code(tmp_path, capsys):
-    assert main(["data", "show", "shapes3d", "--path", str(tmp_path / "missing.h5")]) == 1
+    assert main(["data", "show", "shapes3d", "--path", str(tmp_path / "missing.h5")]) == 2
     err = capsys.readouterr().err
     assert "missing.h5" in err and "fqvae data make shapes3d" in err
-    assert main(["data", "show", "toy", "--base", "9,0,0,0", "--out", str(tmp_path / "x.png")]) == 1
+    assert main(["data", "show", "toy", "--base", "9,0,0,0", "--out", str(tmp_path / "x.png")]) == 2
     with pytest.raises(SystemExit):
         main(["data", "make", "mpi3d", "--out", str(tmp_path / "x.npz")])

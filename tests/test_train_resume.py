@@ -97,7 +97,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
-    checkpoint.save({"step": 1, "w": torch.ones(3)}, path)
+    stub = {"config": {}, "model_kwargs": {}}
+    checkpoint.save({"step": 1, "model": {"w": torch.ones(3)}, **stub}, path)
 
     def broken_save(obj, f):
         f.write(b"partial")
@@ -105,7 +106,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        checkpoint.save({"step": 2, "w": torch.zeros(3)}, path)
+        checkpoint.save({"step": 2, "model": {"w": torch.zeros(3)}, **stub}, path)
     assert checkpoint.load(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
 

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from fqvae.data.dataset import GroundTruthDataset
 from fqvae.data.factors import FactorTable, check_order
-from fqvae.data.io import atomic_path
+from fqvae.files import atomic_path
 
 META = "meta.json"
 

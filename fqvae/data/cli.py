@@ -8,6 +8,7 @@ import time
 
 from fqvae.data.registry import DATASETS, GENERATED, make, prepare
 from fqvae.data.show import write_traversal
+from fqvae.files import check_output_file
 
 
 def _classes(text: str) -> list[int]:
@@ -15,15 +16,18 @@ def _classes(text: str) -> list[int]:
 
 
 def _run(fn, args: argparse.Namespace) -> int:
+    """Run a subcommand; a bad argument or file is one line on stderr and exit code 2."""
     try:
         fn(args)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except (OSError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"fqvae data: error: {message}", file=sys.stderr)
+        return 2
     return 0
 
 
 def _make(args: argparse.Namespace) -> None:
+    check_output_file(args.out, "--out", overwrite=args.overwrite)
     start = time.perf_counter()
     path = make(args.name, args.out, seed=args.seed, reduced=args.reduced)
     print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
@@ -59,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="recorded in the file; rendering is deterministic"
     )
     p.add_argument("--reduced", action="store_true", help="write the small CI grid")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=lambda a: _run(_make, a))
 
     p = sub.add_parser("show", help="write a PNG grid: one row per factor, varying that factor")

@@ -8,7 +8,6 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,27 +15,12 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from fqvae.files import atomic_path
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 GZIP_LEVEL = 4
-
-
-@contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; move it onto ``target`` only on success.
-
-    On any exception (including KeyboardInterrupt) the temporary file is removed, so an
-    interrupted write never leaves a file at ``target``.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def ordered_map(

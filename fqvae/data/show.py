@@ -10,9 +10,9 @@ from PIL import Image, ImageDraw
 
 from fqvae.data import dsprites, shapes3d, toyset
 from fqvae.data.factors import FactorTable
-from fqvae.data.io import atomic_path
 from fqvae.data.registry import check_name, load
 from fqvae.data.tables import DSPRITES
+from fqvae.files import atomic_path
 
 ImagesOf = Callable[[np.ndarray], np.ndarray]
 

@@ -15,8 +15,8 @@ from PIL import Image
 from fqvae.data.factors import FactorTable, class_values
 from fqvae.data.folders import LAYOUTS
 from fqvae.data.generators.colour import hsv_rgb
-from fqvae.data.io import atomic_path
 from fqvae.data.tables import MPI3D_VARIANTS
+from fqvae.files import atomic_path
 
 STUB_NAMES = ("mpi3d", "isaac3d", "falcor3d")
 

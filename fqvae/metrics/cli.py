@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fqvae.files import check_output_file
 from fqvae.metrics.evaluate import METRICS, PRESETS, evaluate
 from fqvae.metrics.report import format_table, write_json
 
@@ -57,6 +58,19 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
+        # everything a user can get wrong is checked before the minutes of sampling and fitting
+        try:
+            kind = torch.device(device).type
+        except RuntimeError:
+            kind = None
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine")
+        if args.n_jobs == 0:
+            raise ValueError("--n-jobs must be a non-zero int (-1: all cores), got 0")
+        json_path = args.json or args.checkpoint.with_suffix(".metrics.json")
+        check_output_file(json_path, "--json")
         representation_fn, discrete, data_name = load_for_eval(args.checkpoint, device)
         name = args.data or data_name
         dataset = data.load(name, args.data_path)
@@ -75,11 +89,11 @@ def run(args: argparse.Namespace) -> int:
             n_jobs=args.n_jobs,
             preset=args.preset,
         )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"fqvae eval: error: {exc}", file=sys.stderr)
         return 2
     results.update(checkpoint=str(args.checkpoint), data=name, device=str(device))
     print(format_table(results))
-    path = write_json(results, args.json or args.checkpoint.with_suffix(".metrics.json"))
+    path = write_json(results, json_path)
     print(f"wrote {path}")
     return 0

@@ -87,6 +87,10 @@ def evaluate(
     for name, value in (("num_train", num_train), ("num_test", num_test)):
         if not isinstance(value, int) or value < 2:
             raise ValueError(f"{name} must be an int >= 2, got {value!r}")
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or not n_jobs
+    ):
+        raise ValueError(f"n_jobs must be a non-zero int (-1: all cores), got {n_jobs!r}")
     seed, opts = _options(preset, options, seed)
     pixels = pixels if pixels is not None else getattr(representation_fn, "pixels", "unit")
     if pixels not in PIXELS:

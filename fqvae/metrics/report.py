@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fqvae.files import atomic_path
 
 # The scores printed for each metric, in order; every other entry goes to the JSON file only.
 HEADLINE = {
@@ -64,16 +65,9 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(results: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``results`` as indented JSON, atomically (temporary file, then rename)."""
+    """Write ``results`` as indented JSON, atomically (:func:`fqvae.files.atomic_path`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(to_jsonable(results), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(to_jsonable(results), f, indent=2, allow_nan=False)
+        f.write("\n")
     return path

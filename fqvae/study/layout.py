@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fqvae.data.io import atomic_path
+from fqvae.files import atomic_path
 from fqvae.metrics.report import write_json
 from fqvae.study.spec import Spec
 
@@ -108,7 +108,7 @@ def log_tail(path: Path, lines: int = 20) -> list[str]:
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (:func:`fqvae.data.io.atomic_path`)."""
+    """Write ``text`` to ``path`` atomically (:func:`fqvae.files.atomic_path`)."""
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -90,8 +90,9 @@ def command(
     cmd += ["--seed", str(cell.seed), "--out", str(layout.run_dir(root, cell)), "--no-progress"]
     if data_path is not None:
         cmd += ["--data-path", data_path]
-    if resume:
-        cmd.append("--resume")
+    # the study owns its run folders: a start replaces what a run that failed before its first
+    # checkpoint left behind
+    cmd.append("--resume" if resume else "--overwrite")
     for item in spec.sets(cell.label):
         cmd += ["--set", item]
     return cmd
