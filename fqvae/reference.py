@@ -137,14 +137,19 @@ def quantize_nearest(
     Returns:
         ``quantized``: ``codebook[index]`` in ``z.dtype``; its gradient passes straight to ``z``.
         Non-finite ``z`` gives a NaN value and index 0.
-        ``indices``: argmin of ``(z - c_k)^2``, lowest index on ties, ``index_dtype``.
+        ``indices``: argmin of ``(z - c_k)^2``, lowest index on ties, ``index_dtype``; a
+        finite ``z`` beyond the row's range takes its end value at any magnitude.
         ``loss``: ``quant_weight * mean((sg(z) - q)^2) + commit_weight * mean((z - sg(q))^2)``,
         0-d float32 (float64 for float64 inputs); the codebook learns from the first term only.
     """
     acc = torch.float64 if torch.float64 in (z.dtype, codebook.dtype) else torch.float32
     z_moved, rows = _latent_last(z, codebook, dim)
     zf, cf = z_moved.to(acc), rows.to(acc)
-    index = ((zf[..., None] - cf) ** 2).argmin(dim=-1)
+    # z beyond the codebook's range has the end value as its nearest; clamping first keeps the
+    # distances small, so a huge finite z (2e7, 1e30) cannot round to a tie (NaN stays NaN)
+    zc = torch.minimum(torch.maximum(zf, cf.amin(-1)), cf.amax(-1))
+    index = ((zc[..., None] - cf) ** 2).argmin(dim=-1)
+    index = torch.where(torch.isfinite(zf), index, 0)
     q = torch.gather(cf.expand(*zf.shape, -1), -1, index[..., None]).squeeze(-1)
     q = torch.where(torch.isfinite(zf), q, torch.nan)
     quant = _mean((zf.detach() - q) ** 2)

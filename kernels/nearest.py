@@ -54,7 +54,12 @@ def _nearest_fwd_kernel(
     cb_mask = (k[:, None] < K) & (d[None, :] < D)
     cb = tl.load(cbt_ptr + k[:, None] * D + d[None, :], mask=cb_mask, other=0.0).to(tl.float32)
 
-    diff = z[None, :, :] - cb[:, None, :]
+    # z beyond a row's range takes its end value: clamping first keeps the distances of a huge
+    # finite z from rounding to ties (NaN fails both comparisons and stays NaN)
+    lo = tl.min(tl.where(cb_mask, cb, float("inf")), axis=0)
+    hi = tl.max(tl.where(cb_mask, cb, -float("inf")), axis=0)
+    zc = tl.where(z > hi[None, :], hi[None, :], tl.where(z < lo[None, :], lo[None, :], z))
+    diff = zc[None, :, :] - cb[:, None, :]
     dist = tl.where((k < K)[:, None, None], diff * diff, float("inf"))
     best = tl.min(dist, axis=0)
     idx = tl.min(tl.where(dist == best[None, :, :], k[:, None, None], K_PAD), axis=0)

@@ -235,3 +235,34 @@ def test_indices_out_of_range_raise(codebook, index):
     layer = fqvae.ScalarQuantize(10, codebook=codebook, num_latents=1)
     with pytest.raises(IndexError, match=r"indices must lie in \[0, 10\)"):
         layer.indices_to_codes(torch.tensor(index))
+
+
+# ----------------------------------------------------------------------------- huge latents
+
+HUGE = [2e7, -2e7, 1e30, -3e38, 6e4, -6e4, 0.3, 1.0]
+
+
+@pytest.mark.parametrize("name", fqvae.available_backends("cpu"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_huge_finite_latents_pick_the_end_value(name, dtype):
+    if reason := fqvae.backends.unavailable_reason(name, torch.device("cpu"), dtype):
+        pytest.skip(f"{name}: {reason}")
+    values = [v for v in HUGE if abs(v) <= torch.finfo(dtype).max]
+    cb_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    glob = torch.linspace(-1, 1, 10, dtype=cb_dtype)
+    # per-dim rows, with repeated end values: the first index of the end value wins
+    rows = torch.tensor([[0.0, 2.0, 2.0, -3.0, -3.0], [5.0, -1.0, 5.0, 0.0, -1.0]], dtype=cb_dtype)
+    for codebook, z in ((glob, torch.tensor(values)[:, None]),
+                        (rows, torch.tensor(values)[:, None].repeat(1, 2))):  # fmt: skip
+        z = z.to(dtype)
+        lo, hi = (
+            codebook.reshape(-1, codebook.shape[-1]).amin(-1),
+            codebook.reshape(-1, codebook.shape[-1]).amax(-1),
+        )
+        with fqvae.backend(name):
+            out = fqvae.ops.quantize_nearest(z, codebook)
+        q = out.quantized.to(cb_dtype)
+        zf = z.to(cb_dtype)
+        assert torch.equal(q[zf > hi], hi.expand_as(zf)[zf > hi])
+        assert torch.equal(q[zf < lo], lo.expand_as(zf)[zf < lo])
+        assert torch.equal(out.indices, fqvae.reference.quantize_nearest(z, codebook).indices)

@@ -119,7 +119,7 @@ def test_nearest_ties_and_non_finite():
     cb = torch.tensor([[0.0, 1.0, 1.0, 2.0, 3.0]], device=DEV)
     z = torch.tensor([[0.5, 1.0, 1.5, float("nan"), float("inf"), -float("inf"), 3e19]], device=DEV)
     q, idx, sse = tri.nearest_forward(z.T.contiguous(), cb, torch.int64)
-    assert idx.flatten().tolist() == [0, 1, 1, 0, 0, 0, 0]  # 3e19: every distance overflows
+    assert idx.flatten().tolist() == [0, 1, 1, 0, 0, 0, 4]  # 3e19: above the range, the last
     assert q.flatten()[:3].tolist() == [0.0, 1.0, 1.0]
     assert torch.isnan(q.flatten()[3:6]).all() and torch.isnan(sse)
 

@@ -1,6 +1,7 @@
 // Nearest scalar quantization: argmin_k (z - c_k)^2 per element, and its backward.
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/stack.h>
 
 #include <atomic>
 #include <limits>
@@ -17,6 +18,7 @@ struct ForwardArgs {
   Layout L;
   const void* z;    // (N,) storage S
   const void* ext;  // tiled codebook (K, C + kLanes), Acc<S>
+  const void* bounds;  // tiled (4, C + kLanes), Acc<S>: each row's min, max, argmin, argmax
   void* q;          // (N,) storage S
   void* idx;        // (N,) index dtype
   IndexType idx_type;
@@ -44,6 +46,7 @@ FQVAE_INLINE void forward_body(const ForwardArgs& a, int64_t g_begin, int64_t g_
   const Layout& L = a.L;
   const S* z = static_cast<const S*>(a.z);
   const A* ext = static_cast<const A*>(a.ext);
+  const A* bounds = static_cast<const A*>(a.bounds);
   S* q = static_cast<S*>(a.q);
   const V nan = splat<V>(std::numeric_limits<A>::quiet_NaN());
   for (int64_t g = g_begin; g < g_end; ++g) {
@@ -73,6 +76,17 @@ FQVAE_INLINE void forward_body(const ForwardArgs& a, int64_t g_begin, int64_t g_
           best_c[h] = better ? c : best_c[h];
           best_k[h] = better ? kv : best_k[h];
         }
+      }
+      // z beyond the row's range takes its end value (first index): the squared distances of
+      // a huge finite z round to ties, so the range check decides there (NaN fails both tests)
+      const A* bd = bounds + r0 % L.rows;
+      for (int h = 0; h < P; ++h) {
+        const V lo = loadu<V>(bd + h * n), hi = loadu<V>(bd + L.stride + h * n);
+        const V klo = loadu<V>(bd + 2 * L.stride + h * n);
+        const V khi = loadu<V>(bd + 3 * L.stride + h * n);
+        const auto above = zt[h] > hi, below = zt[h] < lo;
+        best_c[h] = above ? hi : (below ? lo : best_c[h]);
+        best_k[h] = above ? khi : (below ? klo : best_k[h]);
       }
       for (int h = 0; h < P; ++h) {
         const auto finite = zt[h] - zt[h] == V{};
@@ -153,11 +167,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> nearest_forward(const at::Tensor&
                                                                at::ScalarType index_dtype) {
   const Layout L = quantizer_layout(z, codebook);
   const at::Tensor ext = tile_codebook(codebook, acc_type(z));
+  const at::Tensor cb = codebook.to(acc_type(z));
+  const at::Tensor bounds = tile_codebook(
+      at::stack({std::get<0>(cb.min(1)), std::get<0>(cb.max(1)), cb.argmin(1).to(cb.dtype()),
+                 cb.argmax(1).to(cb.dtype())},
+                1),
+      acc_type(z));
   at::Tensor q = at::empty_like(z);
   at::Tensor idx = at::empty(z.sizes(), z.options().dtype(index_dtype));
   std::vector<double> sse(static_cast<size_t>(L.groups.count));
-  ForwardArgs args{L,        z.data_ptr(),           ext.data_ptr(), q.data_ptr(),
-                   idx.data_ptr(), index_type(index_dtype), sse.data()};
+  ForwardArgs args{L,
+                   z.data_ptr(),
+                   ext.data_ptr(),
+                   bounds.data_ptr(),
+                   q.data_ptr(),
+                   idx.data_ptr(),
+                   index_type(index_dtype),
+                   sse.data()};
   dispatch_storage(z.scalar_type(), "nearest_forward", [&](auto s) {
     run_groups(forward_kernel<decltype(s)>(), args, L.groups.count, L.n * L.K);
   });

@@ -29,6 +29,28 @@ struct Argmin {
 
 // The quantized value of z for the winner a.k (NaN and index 0 for non-finite z); adds its
 // squared error to sse.
+// A codebook row's smallest and largest values and their first indices. A z beyond the row's
+// range takes the end value: the squared distances of a huge finite z (2e7, 1e30) round to ties,
+// so the range decides there. NaN fails both comparisons (settle then gives NaN and index 0).
+struct Range {
+  float lo = INFINITY, hi = -INFINITY;
+  int klo = 0, khi = 0;
+  __device__ __forceinline__ void add(float c, int k) {
+    if (c < lo) {
+      lo = c;
+      klo = k;
+    }
+    if (c > hi) {
+      hi = c;
+      khi = k;
+    }
+  }
+  __device__ __forceinline__ void apply(float z, Argmin& a) const {
+    if (z > hi) a.k = khi;
+    if (z < lo) a.k = klo;
+  }
+};
+
 __device__ __forceinline__ float settle(float z, const float* crow, Argmin& a, float& sse) {
   float qv = crow[a.k];
   if (!is_finite(z)) {
@@ -52,8 +74,15 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float scratch[32];
   float* s_cb = reinterpret_cast<float*>(s_cb4);
   const int groups = (K + 3) / 4;
+  __shared__ Range s_range;
   for (int k = threadIdx.x; k < 4 * groups; k += blockDim.x) s_cb[k] = k < K ? cb[k] : INFINITY;
+  if (threadIdx.x == 0) {
+    Range r;
+    for (int k = 0; k < K; ++k) r.add(cb[k], k);
+    s_range = r;
+  }
   __syncthreads();
+  const Range range = s_range;
 
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -81,6 +110,7 @@ __global__ void __launch_bounds__(kThreads)
       Pack<I, V> ip;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
+        range.apply(zf[j], a[j]);
         qp.v[j] = from_float<T>(settle(zf[j], s_cb, a[j], sse));
         ip.v[j] = static_cast<I>(a[j].k);
       }
@@ -93,6 +123,7 @@ __global__ void __launch_bounds__(kThreads)
     const float zf = to_float(z[r]);
     Argmin a;
     for (int k = 0; k < K; ++k) a.step(zf, s_cb[k], k);
+    range.apply(zf, a);
     q[r] = from_float<T>(settle(zf, s_cb, a, sse));
     idx[r] = static_cast<I>(a.k);
   }
@@ -131,15 +162,18 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t m = group * kRows + j;
       zf[j] = m < M ? to_float(z[m * D + col]) : 0.f;
     }
+    Range range;
 #pragma unroll 4
     for (int k = 0; k < K; ++k) {
       const float c = crow[k];
+      range.add(c, k);
 #pragma unroll
       for (int j = 0; j < kRows; ++j) a[j].step(zf[j], c, k);
     }
 #pragma unroll
     for (int j = 0; j < kRows; ++j) {
       const int64_t m = group * kRows + j;
+      range.apply(zf[j], a[j]);
       if (m < M) {
         q[m * D + col] = from_float<T>(settle(zf[j], crow, a[j], sse));
         idx[m * D + col] = static_cast<I>(a[j].k);

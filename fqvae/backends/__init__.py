@@ -8,7 +8,9 @@ Accumulation is float32 (float64 when ``z`` is float64). Seeds are Python ints.
 
 ``nearest_forward(z, codebook, index_dtype) -> (q, idx, sse)``
     ``q[r] = codebook[row, argmin_k (z[r] - c_k)^2]`` in ``z.dtype`` (NaN where ``z`` is
-    non-finite; lowest index on ties, index 0 for non-finite ``z``); ``idx`` in ``index_dtype``;
+    non-finite; lowest index on ties, index 0 for non-finite ``z``; a finite ``z`` above the
+    row's largest value takes its first index, below its smallest likewise, so no magnitude
+    rounds the distances into ties); ``idx`` in ``index_dtype``;
     ``sse`` = 0-d accumulate-dtype sum of ``(z - q)^2`` over finite and non-finite elements alike.
 ``nearest_backward(grad_q | None, coef_z, coef_c, z, codebook, idx) -> (gz, gc)``
     ``gz = grad_q + coef_z * (z - q)``; ``gc[row, k] = coef_c * sum_{r: idx[r] = k} (q[r] - z[r])``.

@@ -105,9 +105,11 @@ def build_dir(with_cuda: bool) -> Path:
     """The cache folder of this build: PyTorch version, ABI, CUDA and a hash of sources + flags."""
     root = source_dir()
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix in (".cpp", ".h", ".cu", ".cuh"):
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    headers = [*root.glob("*.h"), *root.glob("cpu/*.h")]
+    if with_cuda:
+        headers += [*root.glob("cuda/*.h"), *root.glob("cuda/*.cuh")]
+    for path in sorted(set(_sources(root, with_cuda) + headers)):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     digest.update(repr((_cflags(with_cuda), _ldflags(), NVCC_FLAGS)).encode())
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     cuda = f"cu{torch.version.cuda}" if with_cuda else "cpu"
