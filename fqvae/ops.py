@@ -291,10 +291,16 @@ def quantize_nearest(
 # ----------------------------------------------------------------------------- gumbel
 
 
+MIN_TAU = 1e-20  # below it, distances over tau leave float32's range (all-NaN samples)
+
+
 def _tau_value(tau: Tensor) -> float:
     value = float(tau)
-    if not value > 0.0:
-        raise ValueError(f"tau must be > 0, got {value}")
+    if not MIN_TAU <= value < math.inf:
+        raise ValueError(
+            f"tau must be finite and >= {MIN_TAU:g} (float32 cannot divide the distances by less), "
+            f"got {value}"
+        )
     return value
 
 
@@ -401,7 +407,7 @@ def quantize_gumbel(
     Args:
         z: fp16/bf16/fp32/fp64 tensor of any shape; ``dim`` is the latent axis (size D).
         codebook: ``(K,)`` global or ``(D, K)`` per-dimension, ``2 <= K <= 256``, finite.
-        tau: temperature > 0 (a float, or a 0-d tensor to avoid recompiles under
+        tau: temperature in [1e-20, inf) (a float, or a 0-d tensor to avoid recompiles under
             ``torch.compile`` when it changes every step).
         seed, offset: the noise stream; same inputs and ``(seed, offset)`` give the same output.
         hard: return ``c[argmax]`` with the soft value's gradient (straight-through).

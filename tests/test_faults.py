@@ -266,3 +266,9 @@ def test_huge_finite_latents_pick_the_end_value(name, dtype):
         assert torch.equal(q[zf > hi], hi.expand_as(zf)[zf > hi])
         assert torch.equal(q[zf < lo], lo.expand_as(zf)[zf < lo])
         assert torch.equal(out.indices, fqvae.reference.quantize_nearest(z, codebook).indices)
+
+
+@pytest.mark.parametrize("tau", [1e-40, 0.0, -1.0, float("inf"), float("nan")])
+def test_gumbel_tau_outside_float32s_range_is_refused(tau):
+    with pytest.raises(ValueError, match="tau must be (finite and >= 1e-20|a number > 0)"):
+        fqvae.ops.quantize_gumbel(torch.zeros(2, 3), torch.tensor([0.0, 1.0]), tau=tau, seed=1)
