@@ -2,7 +2,7 @@
 
 from fqvae import ops, schedules
 from fqvae.backends import available_backends, backend
-from fqvae.quantize import QuantizeOutput, ScalarQuantize
+from fqvae.quantizers import QuantizeOutput, ScalarQuantize
 
 __all__ = ["QuantizeOutput", "ScalarQuantize", "available_backends", "backend", "ops", "schedules"]
 __version__ = "0.1.0"

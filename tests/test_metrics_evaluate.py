@@ -13,8 +13,8 @@ import pytest
 import torch
 from sklearn.ensemble import GradientBoostingClassifier
 
+from fqvae.cli.eval import register, run
 from fqvae.metrics import dci, evaluate, factorvae_score, infomec, mig, sample_factor_code, sap
-from fqvae.metrics.cli import register, run
 from fqvae.metrics.report import format_table, to_jsonable, write_json
 
 

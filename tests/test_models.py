@@ -23,9 +23,10 @@ from fqvae.models import (
 from fqvae.models.betatcvae import log_normal, mws_decomposition
 from fqvae.models.common import decay_groups
 from fqvae.models.didr import gradient_penalty, sample_pairs, supervised_contrastive
-from fqvae.models.dvae import draw_seed, gumbel_softmax
 from fqvae.models.tc import discriminator_terms, tc_estimate
 from fqvae.nn import TCDiscriminator, build_backbone
+from fqvae.quantizers.logits import gumbel_softmax
+from fqvae.quantizers.stats import draw_seed
 
 ALL = sorted(MODELS)
 FACTOR = ["factordvae", "factorqvae", "factorvae"]

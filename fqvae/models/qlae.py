@@ -21,7 +21,7 @@ from fqvae.models.common import (
     codebook_traversal,
     evaluating,
 )
-from fqvae.quantize import QuantizeOutput, ScalarQuantize
+from fqvae.quantizers import QuantizeOutput, ScalarQuantize
 
 
 class QLAE(AutoencoderModel):

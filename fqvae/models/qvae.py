@@ -15,7 +15,7 @@ from fqvae.models.common import (
     codebook_traversal,
     evaluating,
 )
-from fqvae.quantize import QuantizeOutput, ScalarQuantize
+from fqvae.quantizers import QuantizeOutput, ScalarQuantize
 from fqvae.schedules import ExponentialTau
 
 CODEBOOK_INITS = ("normal", "uniform")

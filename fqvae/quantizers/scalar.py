@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from fqvae import ops
+from fqvae.quantizers.stats import perplexity
 
 _MODES = ("nearest", "gumbel")
 _CODEBOOKS = ("global", "per_dim")
@@ -233,8 +234,7 @@ class ScalarQuantize(nn.Module):
             counts.index_add_(0, slots, torch.ones_like(slots))
         usage = counts.view(-1, k) if self.codebook_kind == "per_dim" else counts
         p = usage.reshape(-1, k).sum(0).float() / max(indices.numel(), 1)
-        perplexity = torch.exp(-(p * torch.log(p + 1e-10)).sum())
-        return usage, perplexity
+        return usage, perplexity(p)
 
     def indices_to_codes(self, indices: Tensor) -> Tensor:
         """Codebook values for integer ``indices`` (latents along ``self.dim``)."""

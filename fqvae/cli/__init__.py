@@ -1,4 +1,5 @@
-"""The ``fqvae`` command: one subcommand per job, each registered by the module that owns it."""
+"""The ``fqvae`` command: one module per subcommand in this package, each adding its own parser
+(``register``); the layers below know nothing of the command line."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from collections.abc import Sequence
 # subcommand name -> module exposing ``register(subparsers)``; the module adds its parser and sets
 # ``func`` (a callable taking the parsed args and returning an exit code) via ``set_defaults``.
 _SUBCOMMANDS = {
-    "data": "fqvae.data.cli",
-    "eval": "fqvae.metrics.cli",
-    "train": "fqvae.train_cli",
-    "demo": "fqvae.demo",
-    "study": "fqvae.study.cli",
-    "doctor": "fqvae.doctor",
+    "data": "fqvae.cli.data",
+    "eval": "fqvae.cli.eval",
+    "train": "fqvae.cli.train",
+    "demo": "fqvae.cli.demo",
+    "study": "fqvae.cli.study",
+    "doctor": "fqvae.cli.doctor",
 }
 
 

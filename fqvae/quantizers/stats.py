@@ -1,0 +1,25 @@
+"""What every quantizer shares: the Philox seed draw and the codebook-usage statistics."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+KL_EPS = 1e-10
+
+
+def draw_seed() -> int:
+    """A Philox seed from PyTorch's default generator, drawn as :mod:`fqvae.ops` draws one for
+    ``seed=None`` (one ``randint``), so ``torch.manual_seed`` fixes it."""
+    return int(torch.randint(0, 2**62, (), dtype=torch.int64))
+
+
+def perplexity(p: Tensor) -> Tensor:
+    """``exp`` of the entropy of the usage distribution ``p`` (``(K,)``, summing to 1)."""
+    return torch.exp(-(p * torch.log(p + KL_EPS)).sum())
+
+
+def usage_perplexity(indices: Tensor, num_values: int) -> tuple[Tensor, Tensor]:
+    """Counts per value and ``exp`` of the entropy of the index histogram."""
+    usage = torch.bincount(indices.flatten(), minlength=num_values)
+    return usage, perplexity(usage.float() / max(indices.numel(), 1))
