@@ -15,9 +15,9 @@ import pytest
 import torch
 from test_train_tiny import single_thread  # noqa: F401
 
-from fqvae import checkpoint
 from fqvae.cli import main
-from fqvae.train import load_for_eval
+from fqvae.training import checkpoint
+from fqvae.training.trainer import load_for_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [

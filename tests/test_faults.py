@@ -14,8 +14,8 @@ import torch
 from test_train_tiny import single_thread  # noqa: F401
 
 import fqvae
-from fqvae import checkpoint
 from fqvae.cli import main
+from fqvae.training import checkpoint
 
 SMALL = [
     "--model", "factorqvae", "--data", "toy", "--arch", "small", "--batch-size", "8",

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -404,10 +402,9 @@ def fake_trainer(monkeypatch):
         return FactorData()
 
     import fqvae.data
+    import fqvae.training.trainer
 
-    monkeypatch.setitem(
-        sys.modules, "fqvae.train", types.SimpleNamespace(load_for_eval=load_for_eval)
-    )
+    monkeypatch.setattr(fqvae.training.trainer, "load_for_eval", load_for_eval)
     monkeypatch.setattr(fqvae.data, "load", load, raising=False)
     return calls
 

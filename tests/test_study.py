@@ -70,6 +70,7 @@ HEADLINE = [
     "infomec.infoc",
     "infomec.infoe",
     "recon.mse",
+    "recon.psnr",
 ]
 PLAN = re.compile(r"^(start|resume|skip)\s+(\S+) seed (\d+)", re.M)
 

@@ -9,8 +9,8 @@ import torch
 import torch.multiprocessing as mp
 from test_train_tiny import TinyModel, single_thread, tiny_config, tiny_dataset  # noqa: F401
 
-from fqvae import checkpoint
-from fqvae.train import train
+from fqvae.training import checkpoint
+from fqvae.training.trainer import train
 
 STEPS = 10
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fqvae.demo import MODELS, demo_config, demo_data, format_comparison, run_demo
+from fqvae.training.demo import MODELS, demo_config, demo_data, format_comparison, run_demo
 
 STEPS = 800
 

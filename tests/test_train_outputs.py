@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from test_train_tiny import SIDE, TinyModel, single_thread, tiny_dataset  # noqa: F401
 
-from fqvae import visualize
-from fqvae.config import Config, ConfigError, flatten, get_key, set_key
-from fqvae.logging_utils import Logger
-from fqvae.presets import check_resume
+from fqvae.training import visualize
+from fqvae.training.config import Config, ConfigError, flatten, get_key, set_key
+from fqvae.training.logs import Logger
+from fqvae.training.presets import check_resume
 
 
 def test_set_key_parses_and_checks_types():
@@ -112,7 +112,7 @@ def test_usage_counts_kinds():
 def test_periodic_and_final_evaluation(tmp_path):
     from test_train_tiny import tiny_config
 
-    from fqvae.train import train
+    from fqvae.training.trainer import train
 
     torch.manual_seed(0)
     cfg = tiny_config(tmp_path, iterations=6)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from test_train_tiny import TinyModel, single_thread, tiny_config, tiny_dataset  # noqa: F401
 
-from fqvae import checkpoint
-from fqvae.config import ConfigError
-from fqvae.train import NonFiniteLoss, train
+from fqvae.training import checkpoint
+from fqvae.training.config import ConfigError
+from fqvae.training.trainer import NonFiniteLoss, train
 
 
 class Interrupting(TinyModel):

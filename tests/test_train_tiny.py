@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from fqvae.config import Config
 from fqvae.data.dataset import GroundTruthDataset
 from fqvae.data.factors import FactorTable
-from fqvae.distributed import Dist, shard
 from fqvae.models.base import DisentanglementModel, Optimizers
-from fqvae.train import Batches, train_step
+from fqvae.training.config import Config
+from fqvae.training.distributed import Dist, shard
+from fqvae.training.trainer import Batches, train_step
 
 SIDE = 8
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fqvae import demo as library
-from fqvae.config import ConfigError
-from fqvae.demo import MODELS, demo_config, demo_data, format_comparison, run_demo
 from fqvae.files import check_output_file
 from fqvae.metrics.report import write_json
-from fqvae.train import check_run_folder
+from fqvae.training import demo as library
+from fqvae.training.config import ConfigError
+from fqvae.training.demo import MODELS, demo_config, demo_data, format_comparison, run_demo
+from fqvae.training.trainer import check_run_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fqvae import data
-    from fqvae.train import load_for_eval
+    from fqvae.training.trainer import FIGURE_IMAGES, load_for_eval, reconstruct_sample
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -89,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
             n_jobs=args.n_jobs,
             preset=args.preset,
         )
+        model = getattr(representation_fn, "model", None)
+        if model is not None:  # recon.mse and recon.psnr of the decoder (G(E(x)) for a GAN)
+            results.update(
+                reconstruct_sample(model, dataset, FIGURE_IMAGES, args.seed or 0, device)
+            )
     except (ValueError, OSError) as exc:
         print(f"fqvae eval: error: {exc}", file=sys.stderr)
         return 2

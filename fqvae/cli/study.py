@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from fqvae.config import ConfigError
+from fqvae.training.config import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from fqvae.config import Config, ConfigError, get_key, set_key
+from fqvae.training.config import Config, ConfigError, get_key, set_key
 
 # command-line flag (argparse dest) -> config key
 FLAGS = {
@@ -124,7 +124,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     """The resolved config of the command line (or, with ``--resume``, the stored one with
     the overrides applied) and the notes of resolution. Raises ConfigError."""
-    from fqvae import presets
+    from fqvae.training import presets
 
     if args.resume and args.overwrite:
         raise ConfigError(
@@ -199,9 +199,9 @@ def _apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def _list() -> str:
-    from fqvae import presets
-    from fqvae.config import keys
     from fqvae.models import hparam_names
+    from fqvae.training import presets
+    from fqvae.training.config import keys
 
     lines = ["models (model.hparams keys):"]
     lines += [
@@ -215,8 +215,8 @@ def _list() -> str:
 def run(args: argparse.Namespace) -> int:
     """Resolve, train, and map failures to exit codes: 2 bad configuration or files,
     3 non-finite loss, 130 stopped by a signal (checkpoint saved; resume with --resume)."""
-    from fqvae.checkpoint import BadCheckpoint
-    from fqvae.train import NonFiniteLoss, train
+    from fqvae.training.checkpoint import BadCheckpoint
+    from fqvae.training.trainer import NonFiniteLoss, train
 
     main = os.environ.get("RANK", "0") == "0"
     say = (lambda msg: print(msg, file=sys.stderr)) if main else (lambda msg: None)

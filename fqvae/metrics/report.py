@@ -19,6 +19,7 @@ HEADLINE = {
     "mig": ("mig",),
     "sap": ("sap",),
     "factorvae": ("train_accuracy", "eval_accuracy"),
+    "recon": ("mse", "psnr"),
 }
 
 

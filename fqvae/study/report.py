@@ -30,6 +30,7 @@ HEADLINE = (
     "infomec.infoe",
     "mig.mig",
     "recon.mse",
+    "recon.psnr",
 )
 FIRST = ("label", "model", "dataset", "seed")
 LAST = ("images_seen", "train_s", "wall_s")

@@ -2,8 +2,8 @@
 
 Every value is a config key exactly as ``fqvae train --set KEY=VALUE`` takes it: a TOML string
 is the text after ``=``, any other value is written as JSON. The whole spec is checked before a
-run starts: each key with :func:`fqvae.config.set_key`, each label's configuration with
-:func:`fqvae.presets.resolve` (unknown models, hparams and values).
+run starts: each key with :func:`fqvae.training.config.set_key`, each label's configuration with
+:func:`fqvae.training.presets.resolve` (unknown models, hparams and values).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fqvae.config import Config, ConfigError, set_key
+from fqvae.training.config import Config, ConfigError, set_key
 
 try:
     import tomllib
@@ -161,7 +161,7 @@ def parse(text: str, path: Path) -> Spec:
 def check(spec: Spec) -> None:
     """Resolve every label's configuration as its runs will (fills ``spec.configs``);
     raises StudyError naming the file, the table and the problem."""
-    from fqvae import presets
+    from fqvae.training import presets
 
     for entry in spec.entries:
         cfg = Config()

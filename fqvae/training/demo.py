@@ -13,10 +13,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from fqvae import presets
-from fqvae.config import Config
 from fqvae.data import GroundTruthDataset, resize
-from fqvae.train import train
+from fqvae.training import presets
+from fqvae.training.config import Config
+from fqvae.training.trainer import train
 
 MODELS = ("factorqvae", "ae")
 #: the demo's subgrid of Shapes3D: every floor, wall and object hue and five orientations of

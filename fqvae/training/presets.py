@@ -27,7 +27,7 @@ import math
 import re
 from typing import Any
 
-from fqvae.config import Config, ConfigError, flatten, get_key
+from fqvae.training.config import Config, ConfigError, flatten, get_key
 
 FIDELITY = ("reference", "clean")
 RECIPES = ("auto", "paper", "cpu")

@@ -29,14 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fqvae import checkpoint, distributed, presets, visualize
-from fqvae.config import Config, ConfigError
-from fqvae.distributed import Dist
-from fqvae.logging_utils import Logger, progress_bar, set_aside
 from fqvae.metrics.report import write_json
 from fqvae.models.base import DisentanglementModel, Optimizers
 from fqvae.models.common import evaluating
 from fqvae.ops import NonFiniteCodebook
+from fqvae.training import checkpoint, distributed, presets, visualize
+from fqvae.training.config import Config, ConfigError
+from fqvae.training.distributed import Dist
+from fqvae.training.logs import Logger, progress_bar, set_aside
 
 MANIFEST = "config.json"
 METRICS = "metrics.json"
@@ -50,7 +50,7 @@ RUN_FILES = (
     "traversals.png",
     "codebook_usage.png",
 )
-FIGURE_IMAGES = 512  # images for the codebook-usage histogram and the reconstruction error
+FIGURE_IMAGES = 512  # images for the codebook-usage histogram and the reconstruction scores
 
 
 class NonFiniteLoss(RuntimeError):
@@ -268,8 +268,33 @@ def evaluate(
             n_jobs=cfg.eval.n_jobs,
             progress=False,
         )
-    result["recon.mse"] = float(torch.mean((recon - images.float()) ** 2))
+    result.update(reconstruction_scores(recon, images))
     return result
+
+
+def reconstruction_scores(recon: Tensor, images: Tensor) -> dict[str, float]:
+    """``recon.mse`` (mean squared error per pixel) and ``recon.psnr`` (the mean over images of
+    ``10 log10(1 / mse_image)`` dB; both pixel conventions span 1) of reconstructions ``recon``
+    of ``images``, ``(N, C, H, W)`` in the model's pixel space."""
+    per_image = (recon.float() - images.float()).pow(2).flatten(1).mean(1)
+    psnr = -10.0 * torch.log10(per_image.clamp_min(1e-10))
+    return {"recon.mse": float(per_image.mean()), "recon.psnr": float(psnr.mean())}
+
+
+@torch.no_grad()
+def reconstruct_sample(
+    model: DisentanglementModel, dataset: Any, count: int, seed: int, device: torch.device
+) -> dict[str, float]:
+    """:func:`reconstruction_scores` of ``count`` images of ``dataset`` drawn with ``seed``
+    (``fqvae eval``; the trainer scores its held-out images)."""
+    rng = np.random.RandomState(seed)
+    idx = np.sort(rng.choice(len(dataset), min(count, len(dataset)), replace=False))
+    images = dataset.batch(idx, device, pixels=model.pixels)
+    with evaluating(model):
+        recon = torch.cat(
+            [model.reconstruct(images[i : i + 256]).float() for i in range(0, len(images), 256)]
+        )
+    return reconstruction_scores(recon, images)
 
 
 def headline(result: dict[str, Any]) -> dict[str, float]:
@@ -405,7 +430,7 @@ def train(
     model: DisentanglementModel | None = None,
     notes: list[str] | None = None,
 ) -> RunResult:
-    """Train ``cfg`` (already resolved by :func:`fqvae.presets.resolve`) and return the
+    """Train ``cfg`` (already resolved by :func:`fqvae.training.presets.resolve`) and return the
     final step and metrics. Writes ``config.json``, ``log.csv``, ``checkpoint.pt``,
     ``metrics.json`` and figures into ``cfg.out``. A folder that already holds a run is refused
     unless ``resume`` (continue it) or ``overwrite`` (remove its files first). ``dataset``/

@@ -2,8 +2,8 @@
 
 A :class:`Config` starts with ``None`` (or an empty ``model.hparams``) in the keys that a
 preset decides: batch, iterations, learning rate and schedule, temperature rate, loss weights.
-:func:`fqvae.presets.resolve` fills them in, so the manifest a run writes (``DIR/config.json``)
-holds explicit values only.
+:func:`fqvae.training.presets.resolve` fills them in, so the manifest a run writes
+(``DIR/config.json``) holds explicit values only.
 """
 
 from __future__ import annotations
