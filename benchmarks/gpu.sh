@@ -7,7 +7,7 @@
 #            build, tests, nearest, gumbel, gumbel-compile, permute, train-step, train-step-cuda,
 #            and, not in the default: tune-nearest (the tile sweep of benchmarks/tune_nearest.py),
 #            ncu-nearest (an Nsight Compute profile of the nearest forward kernels) and study
-#            (one shard of studies/shapes3d-gpu.toml, env STUDY_SHARD, default 1/39: one run;
+#            (one shard of studies/shapes3d-gpu.toml, env STUDY_SHARD, default 1/45: one run;
 #            the runs live in ./gpu-study so a later call resumes them; metrics, configs and the
 #            report are copied to OUT_DIR/study)
 # Each stage has its own time limit (seconds, env STAGE_TIMEOUT, default 240) so one slow stage
@@ -84,7 +84,7 @@ torch.cuda.synchronize()"
     study)
       [ -f gpu-study/3dshapes.h5 ] || "$py" -m fqvae data make shapes3d --out gpu-study/3dshapes.h5
       run_stage study "$py" -m fqvae study run studies/shapes3d-gpu.toml --out gpu-study/runs \
-        --data-path gpu-study/3dshapes.h5 --shard "${STUDY_SHARD:-1/39}"
+        --data-path gpu-study/3dshapes.h5 --shard "${STUDY_SHARD:-1/45}"
       "$py" -m fqvae study report gpu-study/runs --out "$out/study" >>"$out/study.log" 2>&1
       dest="$(realpath "$out")/study" && mkdir -p "$dest"
       (cd gpu-study/runs && find . \( -name metrics.json -o -name config.json -o -name status.json \) \

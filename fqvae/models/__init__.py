@@ -18,6 +18,7 @@ from fqvae.models.factorqvae import FactorQVAE
 from fqvae.models.factorvae import FactorVAE
 from fqvae.models.hparams import PUBLISHED, cpu_recipe, published
 from fqvae.models.hsu import AEHsu, BioAEHsu, VAEHsu
+from fqvae.models.infowgan import InfoWGANGP, QLInfoWGANGP
 from fqvae.models.qlae import QLAE, QLAEFactorQVAE, QLAEGlobal
 from fqvae.models.qvae import QVAE
 from fqvae.models.vae import VAE
@@ -44,6 +45,8 @@ MODELS: dict[str, type[DisentanglementModel]] = {
         BetaTCVAE,
         DeVAE,
         DiDR,
+        InfoWGANGP,
+        QLInfoWGANGP,
     )
 }
 _SHAPE_ARGS = ("in_channels", "image_size", "num_latents")

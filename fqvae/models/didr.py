@@ -7,31 +7,21 @@ Encoder ``H``, which embeds a pair of generated images that differ in one code e
 supervised contrastive loss over the pairs, labelled by ``k``, makes the code dimensions
 distinguishable (InfoGAN-CR / DisCo style).
 
-The base interface has one loss per batch, so :meth:`DiDR.forward` returns the sum of the three
-networks' losses, each built to reach only its own network's parameters (the others' parameters
-are detached with :func:`frozen_call`, generated images are detached where they feed another
-network's loss). One backward then gives every network exactly the gradient of its own loss, and
-one Adam over all parameters equals one Adam per network (Adam is element-wise, and parameters
-without a gradient are skipped, step count included). The generator's loss joins every
-``n_critic``-th batch; on the others it gets no gradient and does not move.
+The WGAN-GP machinery (one loss per batch, each network reaching only its own parameters, the
+generator every ``n_critic``-th batch) is :class:`fqvae.models.wgan.WGANGP`'s; the Difference
+Encoder's loss joins the sum the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fqvae.models.common import (
-    AutoencoderModel,
-    check_choice,
-    check_nonneg,
-    evaluating,
-    frozen_call,
-)
+from fqvae.models.common import check_choice, check_nonneg, frozen_call
+from fqvae.models.wgan import WGANGP
 from fqvae.nn import ARCHS
 
 DIFFERENCE_FEATURES = 256
@@ -51,20 +41,6 @@ def sample_pairs(batch: int, codes: int, device: torch.device | str = "cpu") -> 
     return c, c.scatter(1, k[:, None], moved), k
 
 
-def gradient_penalty(
-    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, eps: Tensor | None = None
-) -> Tensor:
-    """``mean((||grad_x V(x~)||_2 - 1)^2)`` at ``x~ = eps * real + (1 - eps) * fake``, ``eps ~
-    U[0, 1]`` per sample; differentiable (``create_graph``) in the critic's parameters."""
-    if eps is None:
-        shape = (len(real),) + (1,) * (real.dim() - 1)
-        eps = torch.rand(shape, dtype=real.dtype, device=real.device)
-    with torch.enable_grad():
-        mixed = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-        (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
-
-
 def supervised_contrastive(h: Tensor, labels: Tensor, temperature: float = 0.1) -> Tensor:
     """``mean_m -(1/|P_m|) sum_{p in P_m} log(exp(h_m.h_p/t) / sum_{a != m} exp(h_m.h_a/t))``,
     ``P_m = {p != m : labels_p = labels_m}``, over the anchors with a non-empty ``P_m`` (0 when
@@ -79,7 +55,7 @@ def supervised_contrastive(h: Tensor, labels: Tensor, temperature: float = 0.1) 
     return (per_anchor * anchors).sum() / anchors.sum().clamp(min=1)
 
 
-class DiDR(AutoencoderModel):
+class DiDR(WGANGP):
     """DiD-R (module doc). ``encoder``: the critic and Samples Encoder, head ``1 + d`` (``V``
     then ``E``); ``decoder``: the generator ``G`` on ``concat(c, n)``, ``x = sigmoid(logits)``;
     ``difference``: ``H``, its own encoder on the ``2C``-channel pair, then ReLU, Linear to 128
@@ -100,9 +76,6 @@ class DiDR(AutoencoderModel):
     """
 
     name = "did_r"
-    pixels = "unit"
-    optim_defaults: ClassVar[dict[str, Any]] = {"lr_schedule": "constant"}
-    adam_betas: ClassVar[tuple[float, float]] = (0.0, 0.9)
 
     def __init__(
         self,
@@ -123,18 +96,17 @@ class DiDR(AutoencoderModel):
         super().__init__(
             num_latents=num_latents,
             arch=arch,
-            head_features=1 + num_latents,
-            decoder_features=num_latents + n_noise,
+            gp_weight=gp_weight,
+            n_critic=n_critic,
+            generator_features=num_latents + n_noise,
             **base,
         )
-        check_nonneg(lambda_h=lambda_h, lambda_enc=lambda_enc, gp_weight=gp_weight)
-        if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:
-            raise ValueError(f"n_critic must be a positive int, got {n_critic!r}")
+        check_nonneg(lambda_h=lambda_h, lambda_enc=lambda_enc)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        self.n_noise, self.n_critic = n_noise, n_critic
+        self.n_noise = n_noise
         self.lambda_h, self.lambda_enc = float(lambda_h), float(lambda_enc)
-        self.gp_weight, self.temperature = float(gp_weight), float(temperature)
+        self.temperature = float(temperature)
         self.difference_kind = check_choice("difference_loss", difference_loss, DIFFERENCE_LOSSES)
         encoder_cls = ARCHS[arch][0]
         self.difference = nn.Sequential(
@@ -144,10 +116,6 @@ class DiDR(AutoencoderModel):
         )
         if self.difference_kind == "classify":
             self.difference_head = nn.Linear(EMBEDDING, num_latents)
-        self.generator_step = True
-
-    def set_step(self, it: int) -> None:
-        self.generator_step = it % self.n_critic == 0
 
     def generate(self, c: Tensor, n: Tensor) -> Tensor:
         """Images ``G(c, n)`` in ``[0, 1]``."""
@@ -170,10 +138,7 @@ class DiDR(AutoencoderModel):
             x1, x2 = self.generate(c, n), self.generate(c_pair, n)
         fake = x1.detach()
         # critic and Samples Encoder: generated images detached
-        v_real = self.encoder(x)[:, 0]
-        out_fake = self.encoder(fake)
-        v_fake, e_fake = out_fake[:, 0], out_fake[:, 1:]
-        gp = gradient_penalty(lambda im: self.encoder(im)[:, 0], x, fake)
+        v_real, v_fake, gp, e_fake = self.critic_terms(x, fake)
         enc = (e_fake - c).pow(2).sum(1).mean()
         wdist = v_real.mean() - v_fake.mean()
         critic = -wdist + self.gp_weight * gp + self.lambda_enc * enc
@@ -197,26 +162,9 @@ class DiDR(AutoencoderModel):
         }
         return {"loss": loss, **{name: t.detach() for name, t in terms.items()}}
 
-    @torch.no_grad()
-    def before_optimizer_step(self) -> None:
-        """Off generator steps the generator has no gradient, so no optimizer moves it (also
-        when gradients were zeroed rather than set to None); then the split clip, if any."""
-        if not self.generator_step:
-            for p in self.decoder.parameters():
-                p.grad = None
-        super().before_optimizer_step()
-
     def decode_latents(self, z: Tensor) -> Tensor:
         """``G(z, 0)``: the noise at its mean."""
         return self.generate(z, z.new_zeros(len(z), self.n_noise))
-
-    @torch.no_grad()
-    def encode_latents(self, x: Tensor) -> Tensor:
-        with evaluating(self):
-            return self.encoder(x)[:, 1:]
-
-    def representation(self, x: Tensor) -> Tensor:
-        return self.encode_latents(x)
 
     def traversal_values(self, steps: int) -> Tensor:
         device = next(self.parameters()).device
