@@ -100,14 +100,19 @@ def test_require_ext_makes_a_failed_build_an_error(tmp_path):
     assert "ExtensionError: no C++ compiler was found" in err
 
 
-def test_doctor_reports_backends_and_toolchain():
-    proc = subprocess.run(
+def _doctor(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-m", "fqvae", "doctor"],
         capture_output=True,
         text=True,
         timeout=600,
         cwd="/",
+        env={**os.environ, **env},
     )
+
+
+def test_doctor_reports_backends_and_toolchain():
+    proc = _doctor()
     assert proc.returncode == 0, proc.stderr
     assert f"torch             {torch.__version__}" in proc.stdout
     assert "cpu cpp           available" in proc.stdout
@@ -115,20 +120,7 @@ def test_doctor_reports_backends_and_toolchain():
 
 
 def test_doctor_fails_without_a_compiler(tmp_path):
-    env = {
-        **os.environ,
-        "FQVAE_EXTENSION_DIR": str(tmp_path),
-        "CXX": "/nonexistent/c++",
-        "FQVAE_REQUIRE_EXT": "",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "fqvae", "doctor"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd="/",
-        env=env,
-    )
+    proc = _doctor(FQVAE_EXTENSION_DIR=str(tmp_path), CXX="/nonexistent/c++", FQVAE_REQUIRE_EXT="")
     assert proc.returncode == 1
     assert "cpu cpp           no: no C++ compiler was found" in proc.stdout
     assert "apt install g++" in proc.stderr

@@ -6,18 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 from test_models import make, toy_images, train_step
+from test_train_tiny import single_thread  # noqa: F401
 
 from fqvae.models.wgan import gradient_penalty
 
 GANS = ["infowgan_gp", "qlinfowgan_gp"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_gradient_penalty_matches_finite_differences():
