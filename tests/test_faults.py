@@ -272,3 +272,31 @@ def test_huge_finite_latents_pick_the_end_value(name, dtype):
 def test_gumbel_tau_outside_float32s_range_is_refused(tau):
     with pytest.raises(ValueError, match="tau must be (finite and >= 1e-20|a number > 0)"):
         fqvae.ops.quantize_gumbel(torch.zeros(2, 3), torch.tensor([0.0, 1.0]), tau=tau, seed=1)
+
+
+# ----------------------------------------------------------------------------- foreign data
+
+
+def test_h5_whose_images_is_a_group(capsys, tmp_path):
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "3dshapes.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("images")
+        f.create_dataset("labels", data=np.zeros((4, 6)))
+    argv = ["train", "--model", "ae", "--data", "shapes3d", "--data-path", str(path), "--out",
+            str(tmp_path / "r"), "--steps", "2", "--no-progress"]  # fmt: skip
+    line = _error(capsys, argv, within=0)
+    assert str(path) in line and "'images' is a group, not a dataset" in line
+
+
+@pytest.mark.parametrize("meta", ['{"name": "shapes3d"}', "{broken", "[]"])
+def test_cache_with_bad_metadata(capsys, tmp_path, meta):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "meta.json").write_text(meta)
+    argv = ["train", "--model", "ae", "--data", "shapes3d", "--data-path", str(cache), "--out",
+            str(tmp_path / "r"), "--steps", "2", "--no-progress"]  # fmt: skip
+    line = _error(capsys, argv, within=0)
+    assert str(cache / "meta.json") in line

@@ -86,7 +86,18 @@ def load_cache(path: str | os.PathLike, name: str | None = None) -> GroundTruthD
     path = Path(path)
     if not is_cache(path):
         raise FileNotFoundError(f"{path}: no {META}; not a complete prepared cache")
-    meta = json.loads((path / META).read_text())
+    try:
+        meta = json.loads((path / META).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path / META} is not readable JSON ({exc})") from None
+    keys = ("name", "factor_names", "factor_sizes", "factor_values", "latent_factor_indices",
+            "image_shape", "max_value", "data_source")  # fmt: skip
+    missing = [k for k in keys if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise ValueError(
+            f"{path / META} lacks {', '.join(missing)}; prepare the cache again "
+            "(fqvae data prepare)"
+        )
     if name is not None and meta["name"] != name:
         raise ValueError(f"{path}: cache holds {meta['name']!r}, not {name!r}")
     table = FactorTable(

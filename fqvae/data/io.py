@@ -108,6 +108,8 @@ def read_images_h5(
             for key in ("images", "labels"):
                 if key not in f:
                     raise ValueError(f"{path}: missing key {key!r}; {expected}")
+                if not isinstance(f[key], h5py.Dataset):
+                    raise ValueError(f"{path}: {key!r} is a group, not a dataset; {expected}")
             images, labels = f["images"], f["labels"]
             if (
                 images.ndim != 1 + len(image_shape)
