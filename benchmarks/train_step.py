@@ -3,7 +3,7 @@ update on the other) with the fused ops against the eager reference ops, in fp32
 
 The fused run uses the device's default backend (C++ on CPU, Triton on CUDA, or ``--backend``);
 the reference run pins ``fqvae.backend("reference")``. Everything else is the same trainer step
-(``fqvae.training.trainer.train_step``). Reports images per second (both halves counted).
+(``fqvae.training.step.train_step``). Reports images per second (both halves counted).
 
 Usage: ``python benchmarks/train_step.py [--device cuda] [--arch dalle] [--batch 512]``.
 On CPU the defaults are the small backbone at batch 64, since the paper's backbone at batch 512
@@ -25,7 +25,7 @@ import common  # noqa: E402
 import fqvae  # noqa: E402
 from fqvae.models import build_model  # noqa: E402
 from fqvae.training.distributed import Dist  # noqa: E402
-from fqvae.training.trainer import train_step  # noqa: E402
+from fqvae.training.step import train_step  # noqa: E402
 
 
 def make_step(args, device: torch.device, amp: bool):

@@ -17,7 +17,7 @@ from test_train_tiny import single_thread  # noqa: F401
 
 from fqvae.cli import main
 from fqvae.training import checkpoint
-from fqvae.training.trainer import load_for_eval
+from fqvae.training.evaluation import load_for_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [

@@ -402,9 +402,9 @@ def fake_trainer(monkeypatch):
         return FactorData()
 
     import fqvae.data
-    import fqvae.training.trainer
+    import fqvae.training.evaluation
 
-    monkeypatch.setattr(fqvae.training.trainer, "load_for_eval", load_for_eval)
+    monkeypatch.setattr(fqvae.training.evaluation, "load_for_eval", load_for_eval)
     monkeypatch.setattr(fqvae.data, "load", load, raising=False)
     return calls
 

@@ -12,7 +12,8 @@ from test_train_tiny import TinyModel, single_thread, tiny_config, tiny_dataset 
 
 from fqvae.training import checkpoint
 from fqvae.training.config import ConfigError
-from fqvae.training.trainer import NonFiniteLoss, train
+from fqvae.training.step import NonFiniteLoss
+from fqvae.training.trainer import train
 
 
 class Interrupting(TinyModel):

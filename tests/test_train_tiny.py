@@ -16,9 +16,10 @@ from torch import Tensor, nn
 from fqvae.data.dataset import GroundTruthDataset
 from fqvae.data.factors import FactorTable
 from fqvae.models.base import DisentanglementModel, Optimizers
+from fqvae.training.batches import Batches
 from fqvae.training.config import Config
 from fqvae.training.distributed import Dist, shard
-from fqvae.training.trainer import Batches, train_step
+from fqvae.training.step import train_step
 
 SIDE = 8
 

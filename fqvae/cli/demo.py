@@ -14,7 +14,7 @@ from fqvae.metrics.report import write_json
 from fqvae.training import demo as library
 from fqvae.training.config import ConfigError
 from fqvae.training.demo import MODELS, demo_config, demo_data, format_comparison, run_demo
-from fqvae.training.trainer import check_run_folder
+from fqvae.training.run_folder import check_run_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fqvae import data
-    from fqvae.training.trainer import FIGURE_IMAGES, load_for_eval, reconstruct_sample
+    from fqvae.training.evaluation import FIGURE_IMAGES, load_for_eval, reconstruct_sample
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:

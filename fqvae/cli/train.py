@@ -216,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
     """Resolve, train, and map failures to exit codes: 2 bad configuration or files,
     3 non-finite loss, 130 stopped by a signal (checkpoint saved; resume with --resume)."""
     from fqvae.training.checkpoint import BadCheckpoint
-    from fqvae.training.trainer import NonFiniteLoss, train
+    from fqvae.training.step import NonFiniteLoss
+    from fqvae.training.trainer import train
 
     main = os.environ.get("RANK", "0") == "0"
     say = (lambda msg: print(msg, file=sys.stderr)) if main else (lambda msg: None)

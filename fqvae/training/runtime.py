@@ -1,0 +1,93 @@
+"""Where and how a run executes: device, autocast, torch flags, per-rank noise seeds, and the
+signal handler that turns Ctrl-C / SIGTERM into a checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+from fqvae.training.config import Config, ConfigError
+from fqvae.training.distributed import Dist
+
+
+def pick_device(cfg: Config, dist_info: Dist) -> torch.device:
+    name = cfg.system.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"system.device={cfg.system.device!r} but CUDA is not available")
+        if dist_info.enabled:
+            device = torch.device("cuda", dist_info.local_rank)
+    elif device.type != "cpu":
+        raise ConfigError(f"system.device must be auto, cpu or cuda[:N], got {name!r}")
+    return device
+
+
+def autocast_for(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
+    amp = cfg.system.amp
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "off"
+    if amp == "bf16":
+        if device.type != "cuda":
+            raise ConfigError("system.amp=bf16 needs a CUDA device; use --amp off on CPU")
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def configure_backends(cfg: Config, device: torch.device) -> None:
+    if device.type != "cuda":
+        return
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = not cfg.train.deterministic
+    if cfg.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def noise_seed(seed: int, rank: int) -> int:
+    """The seed of a rank's training noise stream (Gumbel noise, permutations)."""
+    return int(np.random.SeedSequence([seed, rank, 1]).generate_state(1)[0])
+
+
+class StopSignal:
+    """Turns the first SIGINT/SIGTERM into a request to save and stop after the current step;
+    a second one interrupts at once (the atomic writes keep the previous checkpoint)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        print(
+            f"\n{signal.Signals(signum).name}: saving a checkpoint after this step "
+            "(send again to abort)",
+            file=sys.stderr,
+        )
+
+    def __enter__(self) -> StopSignal:
+        if _in_main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
