@@ -6,6 +6,8 @@ Backend parity (every backend against the reference) lives in ``test_backend_par
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import itertools
 import math
 import os
@@ -20,6 +22,7 @@ import torch
 
 import fqvae
 from fqvae import backends, ops, reference
+from fqvae.backends.protocol import Backend
 
 pytestmark = pytest.mark.filterwarnings("ignore:fqvae. backend:RuntimeWarning")
 
@@ -471,3 +474,14 @@ def test_eager_calls_take_the_twin_and_fake_tensors_the_op():
         fz, fcb = torch.empty(8, 4), torch.empty(6)
         out = ops.quantize_nearest(fz, fcb, 1)
         assert out.quantized.shape == (8, 4) and out.indices.dtype == torch.int64
+
+
+@pytest.mark.parametrize("name", backends.NAMES)
+def test_every_backend_module_satisfies_the_protocol(name):
+    module = importlib.import_module(f"fqvae.backends.{name}_backend")
+    assert isinstance(module, Backend)
+    for member, spec in inspect.getmembers(Backend, inspect.isfunction):
+        if member.startswith("_"):
+            continue
+        expected = list(inspect.signature(spec).parameters)[1:]  # without self
+        assert list(inspect.signature(getattr(module, member)).parameters) == expected, member
