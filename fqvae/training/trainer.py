@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,62 @@ def build(cfg: Config, dataset: Any) -> tuple[DisentanglementModel, dict[str, An
     return model, kwargs
 
 
+@dataclass
+class _Run:
+    """What the phases of :func:`train` share: the resolved run, its state and its outputs."""
+
+    cfg: Config
+    out: Path
+    dist: distributed.Dist
+    device: torch.device
+    autocast: Any
+    dataset: Any
+    model: DisentanglementModel
+    model_kwargs: dict[str, Any]
+    opt: Any
+    step: int
+    held_out_images: Tensor
+    logger: Logger | None = None
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    train_s: float = 0.0
+    saved_step: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.dist.is_main
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / checkpoint.CHECKPOINT
+
+    def save(self) -> None:
+        self.saved_step = self.step
+        rngs = distributed.gather_objects(checkpoint.rng_state(self.device), self.dist)
+        if self.main:
+            state = checkpoint_state(
+                self.step, self.model, self.opt, rngs, self.cfg, self.model_kwargs
+            )
+            checkpoint.save(state, self.ckpt_path)
+
+    def run_eval(self, num_train: int, num_test: int) -> dict[str, Any]:
+        result = {}
+        if num_train:
+            result = evaluate(
+                self.model, self.dataset, self.held_out_images, self.cfg, num_train, num_test,
+                self.device,
+            )  # fmt: skip
+        if self.cfg.eval.images:
+            paths = visualize.save_figures(
+                self.model,
+                self.held_out_images,
+                self.out,
+                num_values=self.cfg.model.hparams.get("num_values"),
+            )
+            for name, path in paths.items():
+                self.logger.image(name, path, self.step)
+        return result
+
+
 def train(
     cfg: Config,
     *,
@@ -98,9 +154,21 @@ def train(
     unless ``resume`` (continue it) or ``overwrite`` (remove its files first). ``dataset``/
     ``model`` replace the ones the config names (tests, the demo); ``notes`` are resolution
     warnings for the manifest."""
-    # -- checks that need no work: config, devices, output folder ------------------------
+    dist_info, device, autocast = _claim_folder(cfg, resume, overwrite, model is None)
+    run, batches = _prepare(cfg, dist_info, device, autocast, resume, dataset, model)
+    _open_outputs(run, resume, notes)
+    stop_reason = _loop(run, batches)
+    return _finish(run, stop_reason)
+
+
+def _claim_folder(
+    cfg: Config, resume: bool, overwrite: bool, check_names: bool
+) -> tuple[distributed.Dist, torch.device, Any]:
+    """Every check that needs no work (config, devices, precision, the output folder), then
+    the folder: an earlier run's files removed when overwriting. Returns the ranks, the device
+    and the autocast context."""
     out = Path(cfg.out)
-    presets.validate(cfg, check_names=model is None)
+    presets.validate(cfg, check_names=check_names)
     dist_info = distributed.init(
         "cuda" if cfg.system.device != "cpu" and torch.cuda.is_available() else "cpu"
     )
@@ -122,13 +190,22 @@ def train(
         shutil.rmtree(out / "tb", ignore_errors=True)
     checkpoint.check_writable(out)
     configure_backends(cfg, device)
+    return dist_info, device, autocast
 
-    # -- data, model, optimizers, restored state -----------------------------------------
-    dataset = (
-        dataset
-        if dataset is not None
-        else load_data(cfg.data.name, cfg.data.path, cfg.data.image_size)
-    )
+
+def _prepare(
+    cfg: Config,
+    dist_info: distributed.Dist,
+    device: torch.device,
+    autocast: Any,
+    resume: bool,
+    dataset: Any,
+    model: DisentanglementModel | None,
+) -> tuple[_Run, Batches]:
+    """Data, model, optimizers and the restored state."""
+    out = Path(cfg.out)
+    if dataset is None:
+        dataset = load_data(cfg.data.name, cfg.data.path, cfg.data.image_size)
     presets.finalize(cfg, dataset)
     torch.manual_seed(cfg.train.seed)
     if model is None:
@@ -141,6 +218,7 @@ def train(
     distributed.broadcast_state(model, dist_info)
     opt = model.configure_optimizers(cfg.train.lr, cfg.train.iterations)
     checkpoint.check_writable(out, 3 * checkpoint.state_bytes(model.state_dict()))
+    ckpt_path = out / checkpoint.CHECKPOINT
     step = restore(cfg, ckpt_path, model, opt, dist_info, device) if resume else 0
     if not resume:
         torch.manual_seed(noise_seed(cfg.train.seed, dist_info.rank))
@@ -148,152 +226,155 @@ def train(
         model.compile()
     train_idx, held_out = data_split(dataset, cfg)
     batches = Batches(train_idx, cfg.train.batch, cfg.train.seed)
-    held_out_images = dataset.batch(held_out[:FIGURE_IMAGES], device, pixels=model.pixels)
+    images = dataset.batch(held_out[:FIGURE_IMAGES], device, pixels=model.pixels)
+    run = _Run(cfg, out, dist_info, device, autocast, dataset, model, model_kwargs, opt, step,
+               images, saved_step=step)  # fmt: skip
+    return run, batches
 
-    # -- outputs ------------------------------------------------------------------------
-    main = dist_info.is_main
-    logger = Logger(out, cfg.log.tensorboard, step if resume else None) if main else None
-    metrics_file = out / METRICS
-    previous = read_metrics(metrics_file) if main and resume and metrics_file.exists() else {}
-    evals = [
+
+def _open_outputs(run: _Run, resume: bool, notes: list[str] | None) -> None:
+    """The logger, what an earlier part of the run measured, and the manifest."""
+    if not run.main:
+        return
+    run.logger = Logger(run.out, run.cfg.log.tensorboard, run.step if resume else None)
+    metrics_file = run.out / METRICS
+    previous = read_metrics(metrics_file) if resume and metrics_file.exists() else {}
+    run.evals = [
         e
         for e in previous.get("periodic", [])
-        if isinstance(e, dict) and isinstance(e.get("step"), int) and e["step"] <= step
+        if isinstance(e, dict) and isinstance(e.get("step"), int) and e["step"] <= run.step
     ]
-    if main:
-        write_json(
-            manifest(
-                cfg,
-                {
-                    "notes": notes or [],
-                    "model_kwargs": model_kwargs,
-                    "device": str(device),
-                    "world_size": dist_info.world_size,
-                    "resumed_from_step": step if resume else None,
-                    "num_parameters": sum(p.numel() for p in model.parameters()),
-                    "data_source": getattr(dataset, "data_source", None),
-                },
-            ),
-            out / MANIFEST,
-        )
-    saved_step = step
-
-    def save() -> None:
-        nonlocal saved_step
-        saved_step = step
-        rngs = distributed.gather_objects(checkpoint.rng_state(device), dist_info)
-        if main:
-            checkpoint.save(checkpoint_state(step, model, opt, rngs, cfg, model_kwargs), ckpt_path)
-
-    def run_eval(num_train: int, num_test: int) -> dict[str, Any]:
-        result = {}
-        if num_train:
-            result = evaluate(model, dataset, held_out_images, cfg, num_train, num_test, device)
-        if cfg.eval.images:
-            paths = visualize.save_figures(
-                model, held_out_images, out, num_values=cfg.model.hparams.get("num_values")
-            )
-            for name, path in paths.items():
-                logger.image(name, path, step)
-        return result
-
-    # -- the loop -----------------------------------------------------------------------
-    stop_reason = None
     train_s = previous.get("train_s", 0.0)
-    train_s = float(train_s) if isinstance(train_s, (int, float)) else 0.0
+    run.train_s = float(train_s) if isinstance(train_s, (int, float)) else 0.0
+    info = {
+        "notes": notes or [],
+        "model_kwargs": run.model_kwargs,
+        "device": str(run.device),
+        "world_size": run.dist.world_size,
+        "resumed_from_step": run.step if resume else None,
+        "num_parameters": sum(p.numel() for p in run.model.parameters()),
+        "data_source": getattr(run.dataset, "data_source", None),
+    }
+    write_json(manifest(run.cfg, info), run.out / MANIFEST)
+
+
+def _warn_slow_cpu(run: _Run, x: Tensor) -> None:
+    """A large backbone on a CPU: say what a step costs before step 1."""
+    cfg = run.cfg
+    slow = run.device.type == "cpu" and cfg.model.arch != "small" and not cfg.system.compile
+    if run.main and slow and run.step < cfg.train.iterations:
+        per_step = estimate_step_seconds(run.model, x, cfg.train.batch)
+        print(
+            f"fqvae train: note: the {cfg.model.arch} backbone on a CPU: about {per_step:.1f} s "
+            f"a step here, {per_step * (cfg.train.iterations - run.step) / 3600:.1f} h for this "
+            "run (the CPU recipe's small backbone: --recipe cpu, docs/recipes.md)",
+            file=sys.stderr,
+        )
+
+
+def _one_step(run: _Run, x: Tensor) -> dict[str, float]:
+    """Train on batch ``x``; the logged scalars. Raises :class:`NonFiniteLoss`."""
+    if run.cfg.system.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    try:
+        terms = train_step(run.model, run.opt, x, run.step, run.autocast, run.dist)
+    except NonFiniteCodebook as exc:  # the previous update broke a codebook
+        raise NonFiniteLoss(
+            f"non-finite parameter at step {run.step + 1}: the quantizer's {exc}, after "
+            f"the update of step {run.step}; stopped without saving, so the last "
+            "checkpoint holds the last good weights"
+        ) from None
+    values = scalars(terms, run.device)
+    run.step += 1
+    check_finite(values, run.step)
+    return values
+
+
+def _periodic_eval(run: _Run, elapsed: float) -> None:
+    """A quick evaluation during training (rank 0), logged and written to ``metrics.json``."""
+    if run.main:
+        result = run.run_eval(run.cfg.eval.num_train, run.cfg.eval.num_test)
+        run.evals.append({"step": run.step, **headline(result)})
+        run.logger.scalars(run.step, run.evals[-1], kind="eval")
+        progress = {"step": run.step, "train_s": elapsed, "periodic": run.evals}
+        write_json(progress, run.out / METRICS)
+    distributed.barrier(run.dist)
+
+
+def _loop(run: _Run, batches: Batches) -> str | None:
+    """Train to ``train.iterations``; returns ``"signal"`` when stopped by a signal."""
+    cfg, stop_reason = run.cfg, None
     t_start, eval_s = time.perf_counter(), 0.0
-    bar = progress_bar(cfg.train.iterations, step, cfg.log.progress and main)
+    bar = progress_bar(cfg.train.iterations, run.step, cfg.log.progress and run.main)
     prefetch = ThreadPoolExecutor(max_workers=1)
 
     def fetch(s: int) -> Tensor:
-        return dataset.batch(distributed.shard(batches(s), dist_info), device, pixels=model.pixels)
+        indices = distributed.shard(batches(s), run.dist)
+        return run.dataset.batch(indices, run.device, pixels=run.model.pixels)
 
-    pending = prefetch.submit(fetch, step)
-    slow_cpu = device.type == "cpu" and cfg.model.arch != "small" and not cfg.system.compile
-    if main and slow_cpu and step < cfg.train.iterations:
-        per_step = estimate_step_seconds(model, pending.result(), cfg.train.batch)
-        print(
-            f"fqvae train: note: the {cfg.model.arch} backbone on a CPU: about {per_step:.1f} s "
-            f"a step here, {per_step * (cfg.train.iterations - step) / 3600:.1f} h for this run "
-            "(the CPU recipe's small backbone: --recipe cpu, docs/recipes.md)",
-            file=sys.stderr,
-        )
-    t_last, step_last = time.perf_counter(), step
+    pending = prefetch.submit(fetch, run.step)
+    _warn_slow_cpu(run, pending.result())
+    t_last, step_last = time.perf_counter(), run.step
     try:
         with StopSignal() as stop:
-            while step < cfg.train.iterations:
+            while run.step < cfg.train.iterations:
                 x = pending.result()
-                if step + 1 < cfg.train.iterations:
-                    pending = prefetch.submit(fetch, step + 1)
-                if cfg.system.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                try:
-                    terms = train_step(model, opt, x, step, autocast, dist_info)
-                except NonFiniteCodebook as exc:  # the previous update broke a codebook
-                    raise NonFiniteLoss(
-                        f"non-finite parameter at step {step + 1}: the quantizer's {exc}, after "
-                        f"the update of step {step}; stopped without saving, so the last "
-                        "checkpoint holds the last good weights"
-                    ) from None
-                values = scalars(terms, device)
-                step += 1
-                check_finite(values, step)
+                if run.step + 1 < cfg.train.iterations:
+                    pending = prefetch.submit(fetch, run.step + 1)
+                values = _one_step(run, x)
+                step = run.step
                 bar.update(1)
-                if main and (step % cfg.log.every == 0 or step == cfg.train.iterations):
+                if run.main and (step % cfg.log.every == 0 or step == cfg.train.iterations):
                     rate = (step - step_last) * cfg.train.batch / (time.perf_counter() - t_last)
-                    lr = opt.main[0].param_groups[0]["lr"]
-                    logger.scalars(step, {**values, "lr": lr, "images_per_s": rate})
-                    shown = {"loss": f"{values['loss']:.4g}", "img/s": f"{rate:.0f}"}
-                    if "tau" in values:
-                        shown["tau"] = f"{values['tau']:.3g}"
-                    bar.set_postfix(shown, refresh=False)
+                    _log_row(run, bar, values, rate)
                     t_last, step_last = time.perf_counter(), step
                 if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.iterations:
                     t_eval = time.perf_counter()
-                    if main:
-                        evals.append(
-                            {
-                                "step": step,
-                                **headline(run_eval(cfg.eval.num_train, cfg.eval.num_test)),
-                            }
-                        )
-                        logger.scalars(step, evals[-1], kind="eval")
-                        elapsed = train_s + t_eval - t_start - eval_s
-                        write_json(
-                            {"step": step, "train_s": elapsed, "periodic": evals}, metrics_file
-                        )
-                    distributed.barrier(dist_info)
+                    _periodic_eval(run, run.train_s + t_eval - t_start - eval_s)
                     t_last, step_last = time.perf_counter(), step
                     eval_s += t_last - t_eval
                 if cfg.log.ckpt_every and step % cfg.log.ckpt_every == 0:
-                    save()
-                if distributed.any_rank(stop.received is not None, dist_info, device):
+                    run.save()
+                if distributed.any_rank(stop.received is not None, run.dist, run.device):
                     stop_reason = "signal"
                     break
-            if saved_step != step or not ckpt_path.exists():
-                save()
+            if run.saved_step != run.step or not run.ckpt_path.exists():
+                run.save()
     finally:
         prefetch.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    train_s += time.perf_counter() - t_start - eval_s
+    run.train_s += time.perf_counter() - t_start - eval_s
+    return stop_reason
 
-    # -- final evaluation, on rank 0 alone ------------------------------------------------
-    distributed.barrier(dist_info)
-    distributed.shutdown(dist_info)
+
+def _log_row(run: _Run, bar: Any, values: dict[str, float], rate: float) -> None:
+    lr = run.opt.main[0].param_groups[0]["lr"]
+    run.logger.scalars(run.step, {**values, "lr": lr, "images_per_s": rate})
+    shown = {"loss": f"{values['loss']:.4g}", "img/s": f"{rate:.0f}"}
+    if "tau" in values:
+        shown["tau"] = f"{values['tau']:.3g}"
+    bar.set_postfix(shown, refresh=False)
+
+
+def _finish(run: _Run, stop_reason: str | None) -> RunResult:
+    """The final evaluation and ``metrics.json``, on rank 0 alone."""
+    distributed.barrier(run.dist)
+    distributed.shutdown(run.dist)
     final: dict[str, Any] = {}
-    if main:
+    if run.main:
         if stop_reason is None:
-            final = run_eval(cfg.eval.final_num_train, cfg.eval.final_num_test)
+            final = run.run_eval(run.cfg.eval.final_num_train, run.cfg.eval.final_num_test)
+        factors = [run.dataset.factor_names[i] for i in run.dataset.latent_factor_indices]
         write_json(
             {
-                "step": step,
-                "images_seen": step * cfg.train.batch,
-                "train_s": train_s,
-                "factor_names": [dataset.factor_names[i] for i in dataset.latent_factor_indices],
+                "step": run.step,
+                "images_seen": run.step * run.cfg.train.batch,
+                "train_s": run.train_s,
+                "factor_names": factors,
                 "final": final,
-                "periodic": evals,
+                "periodic": run.evals,
             },
-            metrics_file,
+            run.out / METRICS,
         )
-        logger.close()
-    return RunResult(out, step, stop_reason, final)
+        run.logger.close()
+    return RunResult(run.out, run.step, stop_reason, final)
