@@ -201,9 +201,11 @@ def test_broken_logs_do_not_block_a_resume_and_are_kept(capsys, tmp_path, finish
 # ----------------------------------------------------------------------------- NaN stop
 
 
-def test_factorqvae_divergence_is_the_documented_stop(capsys, tmp_path):
+@pytest.mark.parametrize("setting", ["train.lr=1e6", "model.hparams.disc_lr=1e30"])
+def test_factorqvae_divergence_is_the_documented_stop(capsys, tmp_path, setting):
+    """Divergence of the main or of the discriminator half: exit 3, nothing non-finite saved."""
     out = tmp_path / "run"
-    argv = ["train", *SMALL, "--steps", "30", "--out", str(out), "--set", "train.lr=1e6"]
+    argv = ["train", *SMALL, "--steps", "30", "--out", str(out), "--set", setting]
     line = _error(capsys, argv, code=3, within=0)
     assert "non-finite" in line and "step" in line and "last good weights" in line
     assert not (out / "checkpoint.pt").exists()  # nothing non-finite was saved
