@@ -160,6 +160,21 @@ def quantize_nearest(
     return NearestResult(quantized, index.to(index_dtype).movedim(-1, dim), loss)
 
 
+def gumbel_logits(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """``(..., K)`` logits ``-(z - c_k)^2`` up to a shift that is the same for every code.
+
+    With ``p`` = ``z`` clamped to its codebook row's range (detached), they are
+    ``2 (c_k - p)(z - p) - (c_k - p)^2`` = ``(z - p)^2 - (z - c_k)^2``: exactly ``-(z - c_k)^2``
+    inside the range, and outside it free of the cancellation between two huge squares (the
+    nearest end code gets 0 and the others negative values, so a huge ``z`` still picks the end
+    code and nothing overflows to +inf). ``z``: ``(...)``; ``codebook``: ``(..., K)`` rows.
+    """
+    lo, hi = codebook.amin(-1).detach(), codebook.amax(-1).detach()
+    p = torch.minimum(torch.maximum(z.detach(), lo), hi)[..., None]
+    d = codebook - p
+    return 2 * d * (z[..., None] - p) - d * d
+
+
 def quantize_gumbel(
     z: torch.Tensor,
     codebook: torch.Tensor,
@@ -173,8 +188,9 @@ def quantize_gumbel(
 ) -> GumbelResult:
     """Gumbel-softmax relaxed scalar quantization.
 
-    Logits ``a_k = -(z - c_k)^2``; ``y = softmax((a + g) / tau)`` with Gumbel noise ``g`` from the
-    shared stream (element ``r`` is the flat index of ``z`` with ``dim`` moved last).
+    Logits ``a_k = -(z - c_k)^2`` (computed by :func:`gumbel_logits`); ``y = softmax((a + g) /
+    tau)`` with Gumbel noise ``g`` from the shared stream (element ``r`` is the flat index of ``z``
+    with ``dim`` moved last).
     Returns:
         ``value``: ``sum_k y_k c_k`` in ``z.dtype``, or with ``hard`` the value ``c[argmax y]``
         carrying the soft value's gradient (straight-through).
@@ -186,7 +202,7 @@ def quantize_gumbel(
     z_moved, rows = _latent_last(z, codebook, dim)
     zf, cf = z_moved.to(acc), rows.to(acc)
     k = cf.shape[-1]
-    logits = -((zf[..., None] - cf) ** 2)
+    logits = gumbel_logits(zf, cf)
     noise = gumbel_noise(zf.numel(), k, seed, offset, z.device).to(acc).reshape(logits.shape)
     y = torch.softmax((logits + noise) / tau, dim=-1)
     soft = (y * cf).sum(-1)

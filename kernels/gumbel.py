@@ -31,14 +31,22 @@ def _softmax(x):
 
 @triton.jit
 def _logits_and_y(z, cb, offs, K, tau, seed_lo, seed_hi, offset, K_PAD: tl.constexpr):
-    """``diff = z - c``, ``logits = -diff^2`` (-inf on padded codes) and ``y``, all
-    ``[K_PAD, BM, BD]``, for a ``[BM, BD]`` tile ``z`` and ``[K_PAD, BD]`` codes ``cb``."""
+    """``diff = z - c``, ``cp = c - p`` and ``logits`` (-inf on padded codes) as
+    ``fqvae.reference.gumbel_logits`` computes them, with ``p`` = ``z`` clamped to its codebook
+    column's range, and ``y``, all ``[K_PAD, BM, BD]``, for a ``[BM, BD]`` tile ``z`` and
+    ``[K_PAD, BD]`` codes ``cb``."""
     k = tl.arange(0, K_PAD)
+    live = (k < K)[:, None]
+    lo = tl.min(tl.where(live, cb, float("inf")), axis=0)[None, :]
+    hi = tl.max(tl.where(live, cb, float("-inf")), axis=0)[None, :]
+    p = tl.where(z < lo, lo, tl.where(z > hi, hi, z))
     diff = z[None, :, :] - cb[:, None, :]
-    logits = tl.where((k < K)[:, None, None], -(diff * diff), float("-inf"))
+    cp = cb[:, None, :] - p[None, :, :]
+    logits = 2.0 * cp * (z - p)[None, :, :] - cp * cp
+    logits = tl.where((k < K)[:, None, None], logits, float("-inf"))
     u = uniform_from_u32(random_u32_block(offs, seed_lo, seed_hi, offset, K_PAD))
     noise = -tl.log(-tl.log(u))
-    return diff, logits, _softmax((logits + noise) / tau)
+    return diff, cp, logits, _softmax((logits + noise) / tau)
 
 
 @triton.jit(do_not_specialize=["seed_lo", "seed_hi", "offset"])
@@ -74,7 +82,7 @@ def _gumbel_fwd_kernel(
     cb_mask = (k[:, None] < K) & (d[None, :] < D)
     cb = tl.load(cbt_ptr + k[:, None] * D + d[None, :], mask=cb_mask, other=0.0).to(tl.float32)
 
-    diff, logits, y = _logits_and_y(z, cb, offs, K, tau, seed_lo, seed_hi, offset, K_PAD)
+    _, _, logits, y = _logits_and_y(z, cb, offs, K, tau, seed_lo, seed_hi, offset, K_PAD)
     soft = tl.sum(y * cb[:, None, :], axis=0)
     y_max = tl.max(y, axis=0)
     idx = tl.min(tl.where(y == y_max[None, :, :], k[:, None, None], K_PAD), axis=0)
@@ -140,7 +148,7 @@ def _gumbel_bwd_kernel(
         valid = (m[:, None] < M) & (d[None, :] < D)
         offs = m[:, None] * D + d[None, :]
         z = tl.load(z_ptr + offs, mask=valid, other=0.0).to(tl.float32)
-        diff, logits, y = _logits_and_y(z, cb, offs, K, tau, seed_lo, seed_hi, offset, K_PAD)
+        diff, cp, logits, y = _logits_and_y(z, cb, offs, K, tau, seed_lo, seed_hi, offset, K_PAD)
         grad_y = tl.zeros([K_PAD, BM, BD], dtype=tl.float32)
         grad_c = tl.zeros([K_PAD, BM, BD], dtype=tl.float32)
         if HAS_GV:
@@ -159,7 +167,7 @@ def _gumbel_bwd_kernel(
             h = tl.log(kq + KL_EPS) + kq / (kq + KL_EPS)
             qh = tl.sum(q * h, axis=0)[None, :, :]
             grad_logits = grad_logits + gkl * q * (h - qh)
-        gz = tl.sum(-2.0 * grad_logits * diff, axis=0)
+        gz = tl.sum(2.0 * grad_logits * cp, axis=0)
         tl.store(gz_ptr + offs, gz.to(gz_ptr.dtype.element_ty), mask=valid)
         grad_c = grad_c + 2.0 * grad_logits * diff
         acc += tl.where(valid[None, :, :], grad_c, 0.0)

@@ -270,6 +270,25 @@ def test_huge_finite_latents_pick_the_end_value(name, dtype):
         assert torch.equal(out.indices, fqvae.reference.quantize_nearest(z, codebook).indices)
 
 
+@pytest.mark.parametrize("name", fqvae.available_backends("cpu"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_huge_finite_latents_take_the_end_value_in_gumbel(name, dtype):
+    if reason := fqvae.backends.unavailable_reason(name, torch.device("cpu"), dtype):
+        pytest.skip(f"{name}: {reason}")
+    values = [v for v in HUGE if abs(v) <= torch.finfo(dtype).max and abs(v) >= 6e4]
+    cb_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    codebook = torch.linspace(-1, 1, 10, dtype=cb_dtype).requires_grad_()
+    z = torch.tensor(values, dtype=dtype)[:, None].requires_grad_()
+    with fqvae.backend(name):
+        out = fqvae.ops.quantize_gumbel(z, codebook, tau=0.5, seed=3)
+        (out.value.sum() + out.kl).backward()
+    end = torch.where(z.detach() > 0, 9, 0)
+    assert torch.equal(out.indices, end)
+    assert torch.equal(out.value.to(cb_dtype), codebook.detach()[end])
+    assert torch.isfinite(out.kl) and torch.isfinite(z.grad).all()
+    assert torch.isfinite(codebook.grad).all()
+
+
 @pytest.mark.parametrize("tau", [1e-40, 0.0, -1.0, float("inf"), float("nan")])
 def test_gumbel_tau_outside_float32s_range_is_refused(tau):
     with pytest.raises(ValueError, match="tau must be (finite and >= 1e-20|a number > 0)"):

@@ -98,15 +98,38 @@ FQVAE_INLINE V noise_lanes(const float* row, int h) {
 template <class V>
 struct Tile {
   V z[kParts<V>];
+  V p[kParts<V>];   // z clamped to the lane's codebook range
+  V zp[kParts<V>];  // z - p
   V m[kParts<V>];   // max_k s_k
   V ma[kParts<V>];  // max_k a_k
 };
 
-// Pass over k: a_k = -(z - c_k)^2 into `av` and s_k = (a_k + g_k) / tau into `s` (both
-// (K, kLanes)), the maxima, and with kArgmax the first argmax of s (as a float index) and its
-// codebook value. Later passes read a_k back rather than recompute it: a recomputed -(d * d) - m
-// may be contracted into one FMA, whose unrounded product makes a_k - max a positive (and its
-// exp overflow) when |d| is large.
+// p = z clamped to each lane's codebook range [min_k c_k, max_k c_k] (NaN stays NaN) and z - p.
+template <class V>
+FQVAE_INLINE void range_clamp(const Layout& L, const ElemOf<V>* cb, Tile<V>& t) {
+  constexpr int P = kParts<V>, n = kCount<V>;
+  V lo[P], hi[P];
+  for (int h = 0; h < P; ++h) lo[h] = hi[h] = loadu<V>(cb + h * n);
+  for (int k = 1; k < L.K; ++k) {
+    const ElemOf<V>* ck = cb + k * L.stride;
+    for (int h = 0; h < P; ++h) {
+      const V c = loadu<V>(ck + h * n);
+      lo[h] = c < lo[h] ? c : lo[h];
+      hi[h] = c > hi[h] ? c : hi[h];
+    }
+  }
+  for (int h = 0; h < P; ++h) {
+    t.p[h] = t.z[h] < lo[h] ? lo[h] : (t.z[h] > hi[h] ? hi[h] : t.z[h]);
+    t.zp[h] = t.z[h] - t.p[h];
+  }
+}
+
+// Pass over k: a_k = -(z - c_k)^2 up to a shift shared by all k, as
+// fqvae.reference.gumbel_logits computes it, 2 (c_k - p)(z - p) - (c_k - p)^2, into `av` and
+// s_k = (a_k + g_k) / tau into `s` (both (K, kLanes)), the maxima, and with kArgmax the first
+// argmax of s (as a float index) and its codebook value. Later passes read a_k back rather than recompute it: a recomputed a_k - m may
+// be contracted into one FMA, whose unrounded product makes a_k - max a positive (and its exp
+// overflow) when |d| is large.
 template <class V, bool kArgmax>
 FQVAE_INLINE void logits_pass(const Layout& L, const ElemOf<V>* cb, const float* g,
                               ElemOf<V> inv_tau, Tile<V>& t, ElemOf<V>* av, ElemOf<V>* s, V* best,
@@ -122,13 +145,14 @@ FQVAE_INLINE void logits_pass(const Layout& L, const ElemOf<V>* cb, const float*
       pick[h] = loadu<V>(cb + h * n);
     }
   }
+  range_clamp(L, cb, t);
   for (int k = 0; k < L.K; ++k) {
     const A* ck = cb + k * L.stride;
     const V kv = splat<V>(static_cast<A>(k));
     for (int h = 0; h < P; ++h) {
       const V c = loadu<V>(ck + h * n);
-      const V d = t.z[h] - c;
-      const V a = -(d * d);
+      const V d = c - t.p[h];
+      const V a = (d + d) * t.zp[h] - d * d;
       storeu(av + k * kLanes + h * n, a);
       const V sv = (a + noise_lanes<V>(g + k * kLanes, h)) * inv_tau;
       storeu(s + k * kLanes + h * n, sv);

@@ -148,7 +148,7 @@ FQVAE_INLINE void backward_body(const BackwardArgs& a, int64_t g_begin, int64_t 
               gl += eq == V{} ? V{} : term;
             }
           }
-          gzt[h] -= A(2) * gl * d;
+          gzt[h] += A(2) * gl * (cv - st.p[h]);  // d a_k / d z, p held fixed
           storeu(part + h * n, loadu<V>(part + h * n) + (gv[h] * y + A(2) * gl * d));
         }
       }

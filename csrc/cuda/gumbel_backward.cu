@@ -4,7 +4,8 @@
 //   grad_y_k = grad_value * c_k + grad_probs_k
 //   grad_logit_k = y_k (grad_y_k - sum_j y_j grad_y_j) / tau
 //                  + (grad_kl / N) q_k (h_k - sum_j q_j h_j),  h = log(K q + eps) + K q / (K q + eps)
-//   gz = -2 sum_k grad_logit_k (z - c_k);  gc_k += grad_value * y_k + 2 grad_logit_k (z - c_k).
+//   gz = 2 sum_k grad_logit_k (c_k - p) (p: gumbel.cuh);
+//   gc_k += grad_value * y_k + 2 grad_logit_k (z - c_k).
 // The noise is regenerated from (seed, offset): a first pass gets the softmax denominators, a
 // second the gradients (noise only when grad_value or grad_probs is given). gc goes through
 // per-thread bins and per-block partials as in the nearest backward.
@@ -38,6 +39,7 @@ __global__ void gumbel_bwd(const T* __restrict__ grad_value, const float* __rest
   if (s.active) {
     for (int64_t r = s.first; r < s.end; r += s.step) {
       const float zf = to_float(z[r]);
+      const float p = range_clamp(zf, crow, K), zp = zf - p;
       const float gv = grad_value ? to_float(grad_value[r]) : 0.f;
       const T* gp = grad_probs ? grad_probs + r * K : nullptr;
 
@@ -51,8 +53,7 @@ __global__ void gumbel_bwd(const T* __restrict__ grad_value, const float* __rest
           const int k = 4 * g + j;
           if (k >= K) break;
           const float c = crow[k];
-          const float d = zf - c;
-          const float a = -__fmul_rn(d, d);
+          const float a = gumbel_logit(c, p, zp);
           if (need_y) {
             float scale, weight;
             ys.add((a + gumbel_from_bits(bits.v[j])) * inv_tau, scale, weight);
@@ -68,8 +69,7 @@ __global__ void gumbel_bwd(const T* __restrict__ grad_value, const float* __rest
       float qh = 0.f;  // sum_k q_k h_k
       if (grad_kl) {
         for (int k = 0; k < K; ++k) {
-          const float d = zf - crow[k];
-          const float q = __expf(-__fmul_rn(d, d) - qs.m) * inv_qs;
+          const float q = __expf(gumbel_logit(crow[k], p, zp) - qs.m) * inv_qs;
           const float kq = kf * q;
           qh += q * (__logf(kq + kKlEps) + kq / (kq + kKlEps));
         }
@@ -84,8 +84,7 @@ __global__ void gumbel_bwd(const T* __restrict__ grad_value, const float* __rest
           const int k = 4 * g + j;
           if (k >= K) break;
           const float c = crow[k];
-          const float d = zf - c;
-          const float a = -__fmul_rn(d, d);
+          const float a = gumbel_logit(c, p, zp);
           float gl = 0.f, gc = 0.f;
           if (need_y) {
             const float y = __expf((a + gumbel_from_bits(bits.v[j])) * inv_tau - ys.m) * inv_ys;
@@ -99,9 +98,8 @@ __global__ void gumbel_bwd(const T* __restrict__ grad_value, const float* __rest
             const float h = __logf(kq + kKlEps) + kq / (kq + kKlEps);
             gl += gkl * q * (h - qh);
           }
-          const float gd = 2.f * gl * d;
-          gzs -= gd;
-          bins[k * threads] += gc + gd;
+          gzs += 2.f * gl * (c - p);  // d a_k / d z, p held fixed
+          bins[k * threads] += gc + 2.f * gl * (zf - c);
         }
       }
       gz[r] = from_float<T>(gzs);

@@ -1,6 +1,6 @@
 // Gumbel-softmax quantization, forward. For z (M, D) of T and the float32 codebook (C, K), per
-// element r with logits a_k = -(z - c_k)^2, Philox noise g_k = gumbel(random_u32(r, k)) and
-// s_k = (a_k + g_k) / tau:
+// element r with logits a_k = -(z - c_k)^2 (see gumbel_logit), Philox noise
+// g_k = gumbel(random_u32(r, k)) and s_k = (a_k + g_k) / tau:
 //   value (M, D) of T = sum_k softmax(s)_k c_k, or with `hard` the soft value moved onto
 //     c[argmax s] (soft + (picked - soft), as the reference computes it);
 //   idx (M, D) int64 = argmax_k s_k (lowest index on ties, 0 for non-finite z);
@@ -38,6 +38,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t r = tid; r < n; r += stride) {
     const float zf = to_float(z[r]);
     const float* crow = base + row * row_stride;
+    const float p = range_clamp(zf, crow, K), zp = zf - p;
     SoftmaxSum ys, qs;
     float soft_w = 0.f, best = -INFINITY;
     int best_k = 0;
@@ -48,8 +49,7 @@ __global__ void __launch_bounds__(kThreads)
         const int k = 4 * g + j;
         if (k >= K) break;
         const float c = crow[k];
-        const float d = zf - c;
-        const float a = -__fmul_rn(d, d);
+        const float a = gumbel_logit(c, p, zp);
         const float s = (a + gumbel_from_bits(bits.v[j])) * inv_tau;
         float scale, weight;
         ys.add(s, scale, weight);
@@ -68,8 +68,7 @@ __global__ void __launch_bounds__(kThreads)
     const float inv_qs = 1.f / qs.S;
     float kl = 0.f;
     for (int k = 0; k < K; ++k) {
-      const float d = zf - crow[k];
-      const float q = __expf(-__fmul_rn(d, d) - qs.m) * inv_qs;
+      const float q = __expf(gumbel_logit(crow[k], p, zp) - qs.m) * inv_qs;
       kl += q * __logf(kf * q + kKlEps);
     }
     kl_sum += kl;
@@ -83,8 +82,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int j = 0; j < 4; ++j) {
           const int k = 4 * g + j;
           if (k >= K) break;
-          const float d = zf - crow[k];
-          const float s = (-__fmul_rn(d, d) + gumbel_from_bits(bits.v[j])) * inv_tau;
+          const float s = (gumbel_logit(crow[k], p, zp) + gumbel_from_bits(bits.v[j])) * inv_tau;
           out[k] = from_float<T>(__expf(s - ys.m) * inv_ys);
         }
       }

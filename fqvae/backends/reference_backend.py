@@ -62,11 +62,11 @@ def gumbel_forward(z, codebook, tau, seed, offset, hard, return_probs):
 
 def gumbel_backward(grad_value, grad_kl, grad_probs, z, codebook, tau, seed, offset):
     acc = _acc(z)
-    zf = z.to(acc)[..., None]
     c = _rows(z, codebook)
     k = c.shape[-1]
-    diff = zf - c
-    logits = -diff * diff
+    logits = reference.gumbel_logits(z.to(acc), c)
+    zf = z.to(acc)[..., None]
+    p = torch.minimum(torch.maximum(zf, c.amin(-1, keepdim=True)), c.amax(-1, keepdim=True))
     noise = reference.gumbel_noise(z.numel(), k, seed, offset, z.device).to(acc).reshape(c.shape)
     y = torch.softmax((logits + noise) / tau, dim=-1)
     grad_y = torch.zeros_like(y)
@@ -84,8 +84,8 @@ def gumbel_backward(grad_value, grad_kl, grad_probs, z, codebook, tau, seed, off
         grad_logits = grad_logits + (grad_kl.to(acc) / z.numel()) * q * (
             h - (q * h).sum(-1, keepdim=True)
         )
-    gz = (-2.0 * grad_logits * diff).sum(-1)
-    grad_c = grad_c + 2.0 * grad_logits * diff
+    gz = (2.0 * grad_logits * (c - p)).sum(-1)
+    grad_c = grad_c + 2.0 * grad_logits * (zf - c)
     return gz.to(z.dtype), _scatter_rows(grad_c, codebook)
 
 
