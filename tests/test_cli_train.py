@@ -110,6 +110,14 @@ def test_overrides_flags_and_set(capsys):
     assert cfg["train"]["lr"] == 3e-4 and cfg["system"]["channels_last"] is True
 
 
+def test_flags_named_after_their_keys_and_their_old_names_agree(capsys):
+    base = ["--model", "ae", "--data", "toy"]
+    new, _ = _dry(capsys, *base, "--iterations", "30", "--batch", "16")
+    old, _ = _dry(capsys, *base, "--steps", "30", "--batch-size", "16")
+    assert (new["train"]["iterations"], new["train"]["batch"]) == (30, 16)
+    assert new == old
+
+
 @pytest.mark.parametrize(
     "args, match",
     [

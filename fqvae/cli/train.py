@@ -85,8 +85,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "docs/recipes.md) or auto (default: cpu without a GPU)",
     )
     g.add_argument("--fidelity", help="reference or clean (spec §9; default reference)")
-    g.add_argument("--steps", type=int, help="training iterations (batches)")
-    g.add_argument("--batch-size", type=int, help="global batch size")
+    g.add_argument(
+        "--iterations",
+        "--steps",
+        dest="steps",
+        type=int,
+        metavar="N",
+        help="train.iterations: training batches (--steps is the same flag)",
+    )
+    g.add_argument(
+        "--batch",
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        metavar="N",
+        help="train.batch: global batch size (--batch-size is the same flag)",
+    )
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument(
         "--tau-rate",

@@ -42,7 +42,9 @@ def autocast_for(cfg: Config, device: torch.device) -> contextlib.AbstractContex
     return contextlib.nullcontext()
 
 
-def configure_backends(cfg: Config, device: torch.device) -> None:
+def configure_torch(cfg: Config, device: torch.device) -> None:
+    """torch's CUDA flags for the run: TF32 matmuls, cuDNN autotuning, or deterministic
+    algorithms with ``train.deterministic`` (nothing on a CPU)."""
     if device.type != "cuda":
         return
     torch.backends.cuda.matmul.allow_tf32 = True

@@ -45,7 +45,7 @@ from fqvae.training.run_folder import (
 from fqvae.training.runtime import (
     StopSignal,
     autocast_for,
-    configure_backends,
+    configure_torch,
     noise_seed,
     pick_device,
 )
@@ -189,7 +189,7 @@ def _claim_folder(
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "tb", ignore_errors=True)
     checkpoint.check_writable(out)
-    configure_backends(cfg, device)
+    configure_torch(cfg, device)
     return dist_info, device, autocast
 
 
