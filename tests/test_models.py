@@ -449,6 +449,18 @@ def test_dalle_forward_and_codebook_init():
     assert model.latent.codebook.std() > 0.3
 
 
+@pytest.mark.parametrize("name", ["qvae", "factorqvae"])
+def test_codebook_scale_widens_the_initial_codebook(name):
+    args = {"in_channels": 3, "image_size": 32, "num_latents": 4, "arch": "small"}
+    if name == "factorqvae":
+        args.update(SMALL_DISC)
+    torch.manual_seed(0)
+    unit = build_model(name, **args).latent.codebook.detach().clone()
+    torch.manual_seed(0)
+    wide = build_model(name, **args, codebook_scale=5.0).latent.codebook.detach()
+    torch.testing.assert_close(wide, 5.0 * unit)
+
+
 def test_qlae_arch_at_64():
     model = build_model("qlae_hsu2023", in_channels=3, image_size=64, num_latents=12)
     assert model.arch == "qlae" and model.pixels == "unit"
@@ -571,6 +583,7 @@ def test_unknown_model_name():
         ("factorqvae", {"repr": "mean"}, ValueError, "repr"),
         ("vae", {"repr": "index"}, ValueError, "repr"),
         ("qvae", {"tau_init": 0.0}, ValueError, "tau_init"),
+        ("qvae", {"codebook_scale": 0.0}, ValueError, "codebook_scale"),
         ("ae", {"lr_cycle": "twice"}, ValueError, "lr_cycle"),
         ("ae", {"weight_decay": 0.1}, ValueError, "optimizer"),
         ("qlae_hsu2023", {"lr_t_max": 10}, ValueError, "lr_schedule"),

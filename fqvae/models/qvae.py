@@ -21,12 +21,15 @@ from fqvae.schedules import ExponentialTau
 CODEBOOK_INITS = ("normal", "uniform")
 
 
-def initial_codebook(kind: str, num_values: int) -> Tensor:
-    """``(K,)`` values: N(0, 1) (``"normal"``, the reference) or U(-1/K, 1/K) (``"uniform"``)."""
+def initial_codebook(kind: str, num_values: int, scale: float = 1.0) -> Tensor:
+    """``(K,)`` values: ``scale`` times N(0, 1) (``"normal"``, the reference at scale 1) or
+    U(-1/K, 1/K) (``"uniform"``)."""
     check_choice("codebook_init", kind, CODEBOOK_INITS)
+    if not scale > 0:
+        raise ValueError(f"codebook_scale must be > 0, got {scale}")
     if kind == "normal":
-        return torch.randn(num_values)
-    return torch.empty(num_values).uniform_(-1.0 / num_values, 1.0 / num_values)
+        return scale * torch.randn(num_values)
+    return scale * torch.empty(num_values).uniform_(-1.0 / num_values, 1.0 / num_values)
 
 
 def check_tau(tau_rate: float, tau_init: float) -> None:
@@ -40,7 +43,8 @@ class QVAE(AutoencoderModel):
 
     Training decodes the soft mixture ``sum_k w_k c_k``; eval quantizes to the nearest value.
     ``tau = tau_init * exp(-tau_rate * it)`` is set by :meth:`set_step` (it = completed batches).
-    ``repr``: ``"index"`` (codebook index, the reference) or ``"value"``.
+    ``repr``: ``"index"`` (codebook index, the reference) or ``"value"``. The codebook starts at
+    ``codebook_scale`` times its ``codebook_init`` draw (1: the reference's N(0, 1)).
 
     dVAE reuses everything here and swaps the encoder head and the latent module
     (:meth:`head_size`, :meth:`make_latent`); the latent returns a :class:`QuantizeOutput`.
@@ -59,6 +63,7 @@ class QVAE(AutoencoderModel):
         tau_rate: float = 1e-5,
         tau_init: float = 1.0,
         codebook_init: str = "normal",
+        codebook_scale: float = 1.0,
         repr: str = "index",
         **base: Any,
     ) -> None:
@@ -69,7 +74,7 @@ class QVAE(AutoencoderModel):
         self.kl_weight = float(kl_weight)
         self.num_values = num_values
         self.repr_kind = check_choice("repr", repr, ("index", "value"))
-        codebook = initial_codebook(codebook_init, num_values)
+        codebook = initial_codebook(codebook_init, num_values, codebook_scale)
         self.latent = self.make_latent(codebook, ExponentialTau(rate=tau_rate, start=tau_init))
 
     @staticmethod
