@@ -7,27 +7,27 @@ from torch import nn
 from fqvae.nn.dalle import DalleDecoder, DalleEncoder
 from fqvae.nn.discriminator import TCDiscriminator
 from fqvae.nn.dlib import DlibDecoder, DlibEncoder
-from fqvae.nn.qlae_arch import ConvEncoder, StyleDecoder
+from fqvae.nn.qlae import QlaeDecoder, QlaeEncoder
 from fqvae.nn.small import SmallDecoder, SmallEncoder
 
 #: arch name -> (encoder class, decoder class, required divisor of the image size)
 ARCHS = {
     "dalle": (DalleEncoder, DalleDecoder, 4),
-    "qlae": (ConvEncoder, StyleDecoder, 16),
+    "qlae": (QlaeEncoder, QlaeDecoder, 16),
     "small": (SmallEncoder, SmallDecoder, 16),
     "dlib": (DlibEncoder, DlibDecoder, 16),
 }
 
 __all__ = [
     "ARCHS",
-    "ConvEncoder",
     "DalleDecoder",
     "DalleEncoder",
     "DlibDecoder",
     "DlibEncoder",
+    "QlaeDecoder",
+    "QlaeEncoder",
     "SmallDecoder",
     "SmallEncoder",
-    "StyleDecoder",
     "TCDiscriminator",
     "build_backbone",
 ]

@@ -21,7 +21,7 @@ def instance_norm(channels: int, affine: bool) -> nn.GroupNorm:
     return nn.GroupNorm(channels, channels, eps=1e-6, affine=affine)
 
 
-class ConvEncoder(nn.Module):
+class QlaeEncoder(nn.Module):
     """``(B, C, S, S) -> (B, out_features)``: 12 conv/InstanceNorm/LeakyReLU blocks, then an MLP."""
 
     def __init__(self, in_channels: int, image_size: int, out_features: int) -> None:
@@ -67,7 +67,7 @@ class StyleBlock(nn.Module):
         return x * scale[:, :, None, None] + shift[:, :, None, None]
 
 
-class StyleDecoder(nn.Module):
+class QlaeDecoder(nn.Module):
     """``(B, L) -> (B, C, S, S)`` logits: a learned constant modulated by ``w = MLP(z)``."""
 
     def __init__(self, in_features: int, out_channels: int, image_size: int) -> None:
