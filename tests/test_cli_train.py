@@ -17,6 +17,7 @@ from test_train_tiny import single_thread  # noqa: F401
 
 from fqvae.cli import main
 from fqvae.training import checkpoint
+from fqvae.training.config import Config
 from fqvae.training.evaluation import load_for_eval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,16 @@ def test_model_dataset_preset_resolves_the_published_values(capsys):
     assert (hp["kl_weight"], hp["gamma"], hp["tau_rate"]) == (1e-3, 1e-4, 2e-5)
     assert (hp["lr_t_max"], hp["lr_cycle"], cfg["model"]["arch"]) == (50000, "periodic", "dalle")
     assert cfg["data"]["split"] == "train"
+
+
+def test_the_old_fidelity_name_reads_as_executed(capsys):
+    for args in (["--fidelity", "reference"], ["--preset", "reference"],
+                 ["--set", "train.fidelity=reference"]):  # fmt: skip
+        cfg, _ = _dry(capsys, "--preset", "vae-shapes3d", "--recipe", "paper", *args)
+        assert cfg["train"]["fidelity"] == "executed"
+    stored = Config().to_dict()
+    stored["train"]["fidelity"] = "reference"  # a config.json written before the rename
+    assert Config.from_dict(stored).train.fidelity == "executed"
 
 
 def test_fidelity_variants_differ_for_the_single_optimizer_baselines(capsys):
@@ -130,7 +141,7 @@ def test_flags_named_after_their_keys_and_their_old_names_agree(capsys):
         (["--set", "model.hparams.beta=3"], "has no hparams ['beta']"),
         (["--set", "model.hparams.arch=small"], "set the backbone with model.arch"),
         (["--steps", "0"], "train.iterations must be > 0"),
-        (["--fidelity", "exact"], "train.fidelity must be one of reference, clean"),
+        (["--fidelity", "exact"], "train.fidelity must be one of executed, clean"),
         (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device"),
         (["--preset", "factorqvae-shapes3d", "--model", "vae"], "conflicts with --preset"),
         (["--resume"], "--resume needs --out"),

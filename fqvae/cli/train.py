@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="NAME",
         help="MODEL-DATA (e.g. factorqvae-shapes3d) and/or a fidelity variant "
-        "(reference, clean); repeatable",
+        "(executed, clean); repeatable",
     )
     p.add_argument("--model", help="model name (see --list)")
     p.add_argument(
@@ -84,7 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="paper (the published settings), cpu (about 10 minutes on 2 cores, "
         "docs/recipes.md) or auto (default: cpu without a GPU)",
     )
-    g.add_argument("--fidelity", help="reference or clean (spec §9; default reference)")
+    g.add_argument(
+        "--fidelity",
+        help="executed (the schedules as the official code ran them; the old name 'reference' "
+        "also works) or clean (as intended) (spec §9; default executed)",
+    )
     g.add_argument(
         "--iterations",
         "--steps",

@@ -8,7 +8,7 @@ Two kinds of presets combine:
   learning rate, loss weights, schedules) fill every key the user leaves unset;
 * a **fidelity variant** ``train.fidelity`` (spec ``factorqvae.md`` §9):
 
-  - ``reference`` reproduces what the reference code executed: the split-batch models run 50k
+  - ``executed`` reproduces what the official code executed: the split-batch models run 50k
     batches with ``tau_rate = 2e-5`` (Lightning counted two steps per batch), the others 100k
     batches at ``1e-5``; the cosine learning rate has ``T_max = 50k`` and is periodic (the
     100k-batch baselines climb back to the initial rate by the end);
@@ -27,9 +27,9 @@ import math
 import re
 from typing import Any
 
-from fqvae.training.config import Config, ConfigError, flatten, get_key
+from fqvae.training.config import FIDELITY_ALIASES, Config, ConfigError, flatten, get_key
 
-FIDELITY = ("reference", "clean")
+FIDELITY = ("executed", "clean")
 RECIPES = ("auto", "paper", "cpu")
 AMP = ("auto", "bf16", "off")
 SPLITS = ("train", "all")
@@ -59,8 +59,9 @@ def preset_names() -> list[str]:
 
 
 def apply_preset(cfg: Config, name: str) -> list[str]:
-    """Set the model and dataset of preset ``name`` (or the fidelity, for ``reference`` and
-    ``clean``); returns the keys it set."""
+    """Set the model and dataset of preset ``name`` (or the fidelity, for ``executed`` and
+    ``clean``; ``reference`` is the old name of ``executed``); returns the keys it set."""
+    name = FIDELITY_ALIASES.get(name, name)
     if name in FIDELITY:
         cfg.train.fidelity = name
         return ["train.fidelity"]
