@@ -12,7 +12,7 @@ import torch
 from fqvae import data
 from fqvae.cli import main
 from fqvae.models import build_model
-from fqvae.models.hparams import CPU_COMMON, CPU_MODELS
+from fqvae.training.published import CPU_COMMON, CPU_MODELS
 
 
 def _dry(capsys, *args):

@@ -13,12 +13,10 @@ import torch.nn.functional as F
 from fqvae import ops, reference
 from fqvae.models import (
     MODELS,
-    PUBLISHED,
     DisentanglementModel,
     build_model,
     hparam_defaults,
     hparam_names,
-    published,
 )
 from fqvae.models.betatcvae import log_normal, mws_decomposition
 from fqvae.models.common import decay_groups
@@ -28,6 +26,7 @@ from fqvae.models.wgan import gradient_penalty
 from fqvae.nn import TCDiscriminator, build_backbone
 from fqvae.quantizers.logits import gumbel_softmax
 from fqvae.quantizers.stats import draw_seed
+from fqvae.training.published import PUBLISHED, published
 
 ALL = sorted(MODELS)
 FACTOR = ["factordvae", "factorqvae", "factorvae"]

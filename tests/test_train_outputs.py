@@ -13,9 +13,9 @@ from PIL import Image
 from test_train_tiny import SIDE, TinyModel, single_thread, tiny_dataset  # noqa: F401
 
 from fqvae.training import visualize
+from fqvae.training.checks import check_resume
 from fqvae.training.config import Config, ConfigError, flatten, get_key, set_key
 from fqvae.training.logs import Logger
-from fqvae.training.presets import check_resume
 
 
 def test_set_key_parses_and_checks_types():

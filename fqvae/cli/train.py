@@ -142,7 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     """The resolved config of the command line (or, with ``--resume``, the stored one with
     the overrides applied) and the notes of resolution. Raises ConfigError."""
-    from fqvae.training import presets
+    from fqvae.training import checks, presets
 
     if args.resume and args.overwrite:
         raise ConfigError(
@@ -166,7 +166,7 @@ def build_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
             ) from None
         stored = Config.from_dict(cfg.to_dict())
         _apply_overrides(cfg, args)
-        presets.check_resume(cfg, stored)
+        checks.check_resume(cfg, stored)
         return cfg, _extension_notes(stored, cfg)
     cfg = Config()
     set_by_preset: set[str] = set()
@@ -218,12 +218,12 @@ def _apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
 
 def _list() -> str:
     from fqvae.models import hparam_names
-    from fqvae.training import presets
+    from fqvae.training import checks, presets
     from fqvae.training.config import keys
 
     lines = ["models (model.hparams keys):"]
     lines += [
-        f"  {m}: {', '.join(h for h in hparam_names(m) if h != 'arch')}" for m in presets.models()
+        f"  {m}: {', '.join(h for h in hparam_names(m) if h != 'arch')}" for m in checks.models()
     ]
     lines += ["presets:", "  " + ", ".join(presets.preset_names())]
     lines += ["config keys:", "  " + ", ".join(keys())]

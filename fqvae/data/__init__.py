@@ -10,7 +10,7 @@ Example::
 
 from fqvae.data.dataset import GroundTruthDataset, TorchView, split_indices
 from fqvae.data.factors import FactorTable
-from fqvae.data.registry import DATASETS, GENERATED, load, make, prepare
+from fqvae.data.registry import DATASETS, GENERATED, load, make, prepare, table
 from fqvae.data.resize import resize
 from fqvae.data.stubs import write_layout_stub
 from fqvae.data.toyset import generate as toy
@@ -26,6 +26,7 @@ __all__ = [
     "prepare",
     "resize",
     "split_indices",
+    "table",
     "toy",
     "write_layout_stub",
 ]

@@ -11,8 +11,16 @@ import numpy as np
 
 from fqvae.data import cache, dsprites, folders, mpi3d, shapes3d, toyset
 from fqvae.data.dataset import GroundTruthDataset
+from fqvae.data.factors import FactorTable, class_values
 from fqvae.data.resize import resize
-from fqvae.data.tables import DSPRITES_FILE, MPI3D_VARIANTS, SHAPES3D_FILE
+from fqvae.data.tables import (
+    DSPRITES,
+    DSPRITES_FILE,
+    MPI3D_VARIANTS,
+    SHAPES3D,
+    SHAPES3D_FILE,
+    mpi3d_table,
+)
 
 DATASETS = ("dsprites", "shapes3d", "mpi3d", "isaac3d", "falcor3d", "toy")
 GENERATED = ("dsprites", "shapes3d", "toy")
@@ -31,6 +39,21 @@ def check_name(name: str) -> str:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     return name
+
+
+def table(name: str) -> FactorTable:
+    """The factor table of the full dataset ``name`` (MPI3D: the "complex" release); the facts
+    settings derive from (latent count, image count) without loading any data."""
+    check_name(name)
+    if name in folders.LAYOUTS:
+        layout = folders.LAYOUTS[name]
+        return FactorTable(layout.names, layout.sizes, class_values(layout.sizes))
+    return {
+        "dsprites": DSPRITES,
+        "shapes3d": SHAPES3D,
+        "mpi3d": mpi3d_table(MPI3D_VARIANTS["complex"][1]),
+        "toy": toyset.TOY,
+    }[name]
 
 
 def default_filename(name: str, variant: str = "complex") -> str:

@@ -16,7 +16,6 @@ from fqvae.models.dvae import DVAE
 from fqvae.models.factordvae import FactorDVAE
 from fqvae.models.factorqvae import FactorQVAE
 from fqvae.models.factorvae import FactorVAE
-from fqvae.models.hparams import PUBLISHED, cpu_recipe, published
 from fqvae.models.hsu import AEHsu, BioAEHsu, VAEHsu
 from fqvae.models.infowgan import InfoWGANGP, QLInfoWGANGP
 from fqvae.models.qlae import QLAE, QLAEFactorQVAE, QLAEGlobal
@@ -53,14 +52,11 @@ _SHAPE_ARGS = ("in_channels", "image_size", "num_latents")
 
 __all__ = [
     "MODELS",
-    "PUBLISHED",
-    "cpu_recipe",
     "DisentanglementModel",
     "Optimizers",
     "build_model",
     "hparam_defaults",
     "hparam_names",
-    "published",
     *(cls.__name__ for cls in MODELS.values()),
 ]
 

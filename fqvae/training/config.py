@@ -15,6 +15,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+FIDELITY = ("executed", "clean")
+RECIPES = ("auto", "paper", "cpu")
+AMP = ("auto", "bf16", "off")
+SPLITS = ("train", "all")
 #: old names of fidelity variants, read as the new ones (configs of earlier runs keep working)
 FIDELITY_ALIASES = {"reference": "executed"}
 
@@ -33,7 +37,7 @@ class ModelConfig:
     latents: int | None = None
     #: keyword hparams of ``build_model``: loss weights (kl_weight, gamma, ...) and the
     #: model-owned schedules (tau_rate, lr_schedule, lr_t_max, lr_eta_min, lr_cycle, disc_lr);
-    #: filled from ``fqvae.models.hparams.PUBLISHED``, overridden by ``model.hparams.KEY=V``
+    #: filled from ``fqvae.training.published.PUBLISHED``, overridden by ``model.hparams.KEY=V``
     hparams: dict[str, Any] = field(default_factory=dict)
 
 

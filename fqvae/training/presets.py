@@ -4,7 +4,7 @@ explicit config values.
 Two kinds of presets combine:
 
 * a **model-dataset preset** ``MODEL-DATA`` (e.g. ``factorqvae-shapes3d``) picks the model and
-  the dataset; their published settings (``fqvae.models.hparams.PUBLISHED``: batch, iterations,
+  the dataset; their published settings (``fqvae.training.published.PUBLISHED``: batch, iterations,
   learning rate, loss weights, schedules) fill every key the user leaves unset;
 * a **fidelity variant** ``train.fidelity`` (spec ``factorqvae.md`` §9):
 
@@ -23,39 +23,17 @@ reported as notes, which the trainer prints and writes into the manifest.
 from __future__ import annotations
 
 import inspect
-import math
-import re
-from typing import Any
 
-from fqvae.training.config import FIDELITY_ALIASES, Config, ConfigError, flatten, get_key
-
-FIDELITY = ("executed", "clean")
-RECIPES = ("auto", "paper", "cpu")
-AMP = ("auto", "bf16", "off")
-SPLITS = ("train", "all")
-
-
-def models() -> list[str]:
-    from fqvae.models import MODELS
-
-    return sorted(MODELS)
-
-
-def datasets() -> list[str]:
-    from fqvae.data import DATASETS
-
-    return list(DATASETS)
-
-
-def _published() -> dict[tuple[str, str], dict[str, Any]]:
-    from fqvae.models import PUBLISHED
-
-    return PUBLISHED
+from fqvae.data import table
+from fqvae.models import MODELS, hparam_names
+from fqvae.training.checks import validate
+from fqvae.training.config import FIDELITY, FIDELITY_ALIASES, Config, ConfigError
+from fqvae.training.published import PUBLISHED, cpu_recipe, published
 
 
 def preset_names() -> list[str]:
     """``MODEL-DATA`` for every published pair, then the fidelity variants."""
-    return sorted(f"{m}-{d}" for m, d in _published()) + list(FIDELITY)
+    return sorted(f"{m}-{d}" for m, d in PUBLISHED) + list(FIDELITY)
 
 
 def apply_preset(cfg: Config, name: str) -> list[str]:
@@ -65,7 +43,7 @@ def apply_preset(cfg: Config, name: str) -> list[str]:
     if name in FIDELITY:
         cfg.train.fidelity = name
         return ["train.fidelity"]
-    pairs = {f"{m}-{d}": (m, d) for m, d in _published()}
+    pairs = {f"{m}-{d}": (m, d) for m, d in PUBLISHED}
     if name not in pairs:
         raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
     cfg.preset = name
@@ -77,8 +55,6 @@ def resolve(cfg: Config) -> list[str]:
     """Fill the unset keys of ``cfg`` in place from the published settings of its model and
     dataset under its fidelity variant (see the module docstring). Returns notes for the user;
     raises ConfigError for unknown names, keys and values."""
-    from fqvae.models import cpu_recipe, hparam_names, published
-
     validate(cfg)
     model, data, t = cfg.model.name, cfg.data.name, cfg.train
     notes = []
@@ -87,7 +63,7 @@ def resolve(cfg: Config) -> list[str]:
         t.recipe = "cpu" if _runs_on_cpu(cfg) else "paper"
     if t.recipe == "cpu":
         t.fidelity = "clean"
-    exact = (model, data) in _published()
+    exact = (model, data) in PUBLISHED
     if not exact:
         notes.append(
             f"no published settings for {model} on {data}; using its Shapes3D values (untuned)"
@@ -127,8 +103,8 @@ def resolve(cfg: Config) -> list[str]:
         )
     if cfg.data.split is None:
         cfg.data.split = "all" if entry["source"] == "hsu2023" else "train"
-    if cfg.model.latents is None and exact:
-        cfg.model.latents = entry["num_latents"]
+    if cfg.model.latents is None:
+        cfg.model.latents = entry["num_latents"] if exact else 2 * len(table(data).latent)
     if cfg.model.arch is None:
         cfg.model.arch = entry.get("arch") or _default_arch(model)
     if cfg.data.image_size is None:
@@ -154,126 +130,5 @@ def _runs_on_cpu(cfg: Config) -> bool:
 
 
 def _default_arch(model: str) -> str | None:
-    from fqvae.models import MODELS
-
     arch = inspect.signature(MODELS[model]).parameters.get("arch")
     return None if arch is None else arch.default
-
-
-def validate(cfg: Config, check_names: bool = True) -> None:
-    """Raise ConfigError for names and values outside their choices (unset keys pass)."""
-    if check_names:
-        if cfg.model.name not in models():
-            raise ConfigError(
-                f"unknown model {cfg.model.name!r}; known models: {', '.join(models())}"
-            )
-        if cfg.data.name not in datasets():
-            raise ConfigError(
-                f"unknown dataset {cfg.data.name!r}; known datasets: {', '.join(datasets())}"
-            )
-    values = flatten(cfg.to_dict())
-    choices = {
-        "train.recipe": RECIPES,
-        "train.fidelity": FIDELITY,
-        "system.amp": AMP,
-        "data.split": SPLITS,
-    }
-    for key, allowed in choices.items():
-        if values[key] is not None and values[key] not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {values[key]!r}")
-    for key in (
-        "train.iterations",
-        "train.batch",
-        "train.lr",
-        "log.every",
-        "eval.num_train",
-        "eval.num_test",
-        "model.latents",
-        "data.image_size",
-    ):
-        if values[key] is not None and not values[key] > 0:
-            raise ConfigError(f"{key} must be > 0, got {values[key]}")
-    for key in ("log.ckpt_every", "eval.every", "eval.final_num_train", "eval.final_num_test"):
-        if values[key] < 0:
-            raise ConfigError(f"{key} must be >= 0, got {values[key]}")
-    from fqvae.metrics import METRICS, PRESETS
-
-    unknown = [m for m in cfg.eval.metrics if m not in METRICS]
-    if unknown or not cfg.eval.metrics:
-        raise ConfigError(
-            f"eval.metrics must be a non-empty subset of {', '.join(METRICS)}, "
-            f"got {cfg.eval.metrics}"
-        )
-    if cfg.eval.metric_preset is not None and cfg.eval.metric_preset not in PRESETS:
-        raise ConfigError(
-            f"eval.metric_preset must be one of {', '.join(PRESETS)} or null, "
-            f"got {cfg.eval.metric_preset!r}"
-        )
-    _validate_run_settings(cfg)
-    if cfg.system.amp == "bf16" and cfg.system.device == "cpu":
-        raise ConfigError("--amp bf16 needs a CUDA device; it cannot be combined with --device cpu")
-
-
-DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-def _validate_run_settings(cfg: Config) -> None:
-    """The settings that would otherwise fail only when their work starts (the seed, the
-    device, the learning rate, the evaluation at the end of a run)."""
-    seed = cfg.train.seed
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ConfigError(f"train.seed must be an int in [0, 2^63), got {seed!r}")
-    if cfg.train.lr is not None and not math.isfinite(cfg.train.lr):
-        raise ConfigError(f"train.lr must be finite, got {cfg.train.lr}")
-    device = cfg.system.device
-    if not isinstance(device, str) or not DEVICE.fullmatch(device):
-        raise ConfigError(f"system.device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    n_jobs = cfg.eval.n_jobs
-    if n_jobs is not None and (
-        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or not n_jobs
-    ):
-        raise ConfigError(f"eval.n_jobs must be a non-zero int (-1: all cores), got {n_jobs!r}")
-    pairs = [("eval.final_num_train", "eval.final_num_test")]
-    if cfg.eval.every:
-        pairs.append(("eval.num_train", "eval.num_test"))
-    needs_test = any(m in ("dci", "sap") for m in cfg.eval.metrics)
-    for train_key, test_key in pairs:
-        checked = [train_key] + ([test_key] if needs_test else [])
-        if get_key(cfg, train_key):
-            for key in checked:
-                if get_key(cfg, key) < 2:
-                    raise ConfigError(
-                        f"{key} must be 0 (no evaluation) or >= 2, got {get_key(cfg, key)}"
-                    )
-
-
-def finalize(cfg: Config, dataset: Any) -> None:
-    """Fill the keys that depend on the loaded dataset: latents = 2 x its factors (spec §6)."""
-    if cfg.model.latents is None:
-        cfg.model.latents = 2 * len(dataset.latent_factor_indices)
-
-
-def model_kwargs(cfg: Config, dataset: Any) -> dict[str, Any]:
-    """Keyword arguments of ``fqvae.models.build_model`` for ``cfg`` on ``dataset``."""
-    height, _, channels = dataset.observation_shape
-    return dict(
-        name=cfg.model.name,
-        in_channels=channels,
-        image_size=height,
-        num_latents=cfg.model.latents,
-        arch=cfg.model.arch,
-        **cfg.model.hparams,
-    )
-
-
-#: keys a resumed run may change (where and how it runs, how long, what it logs)
-RESUMABLE = ("out", "system.", "log.", "eval.", "data.path", "train.iterations")
-
-
-def check_resume(new: Config, old: Config) -> None:
-    """Raise ConfigError if ``new`` changes what the checkpoint's run trained."""
-    a, b = flatten(new.to_dict()), flatten(old.to_dict())
-    changed = [k for k in a if a[k] != b.get(k) and not k.startswith(RESUMABLE)]
-    if changed:
-        diff = ", ".join(f"{k}: {b.get(k)!r} -> {a[k]!r}" for k in changed)
-        raise ConfigError(f"--resume cannot change what the run trains ({diff})")

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from fqvae.models.base import Optimizers
-from fqvae.training import checkpoint, presets
+from fqvae.training import checkpoint
+from fqvae.training.checks import check_resume
 from fqvae.training.config import Config, ConfigError
 from fqvae.training.distributed import Dist
 from fqvae.training.logs import set_aside
@@ -111,7 +112,7 @@ def restore(
     """Load the checkpoint at ``path`` into the model, optimizers, schedulers and this rank's
     RNG; returns its step. Raises ConfigError if ``cfg`` changes what the run trains."""
     state = checkpoint.load(path, map_location=device)
-    presets.check_resume(cfg, Config.from_dict(state["config"]))
+    check_resume(cfg, Config.from_dict(state["config"]))
     model.load_state_dict(state["model"])
     for o, s in zip(all_optimizers(opt), state["optimizers"]):
         o.load_state_dict(s)

@@ -28,8 +28,9 @@ from torch import Tensor
 from fqvae.metrics.report import write_json
 from fqvae.models.base import DisentanglementModel
 from fqvae.ops import NonFiniteCodebook
-from fqvae.training import checkpoint, distributed, presets, visualize
+from fqvae.training import checkpoint, distributed, visualize
 from fqvae.training.batches import Batches, data_split, load_data
+from fqvae.training.checks import check_resolved, validate
 from fqvae.training.config import Config, ConfigError
 from fqvae.training.evaluation import FIGURE_IMAGES, evaluate, headline
 from fqvae.training.logs import Logger, progress_bar
@@ -75,12 +76,26 @@ def build(cfg: Config, dataset: Any) -> tuple[DisentanglementModel, dict[str, An
     arguments (stored in checkpoints, so :func:`load_for_eval` can rebuild it)."""
     from fqvae.models import build_model
 
-    kwargs = presets.model_kwargs(cfg, dataset)
+    kwargs = build_kwargs(cfg, dataset)
     try:
         model = build_model(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model {cfg.model.name!r} rejected its settings: {exc}") from exc
     return model, kwargs
+
+
+def build_kwargs(cfg: Config, dataset: Any) -> dict[str, Any]:
+    """Keyword arguments of ``fqvae.models.build_model`` for ``cfg`` on ``dataset`` (its
+    channels and image side)."""
+    height, _, channels = dataset.observation_shape
+    return dict(
+        name=cfg.model.name,
+        in_channels=channels,
+        image_size=height,
+        num_latents=cfg.model.latents,
+        arch=cfg.model.arch,
+        **cfg.model.hparams,
+    )
 
 
 @dataclass
@@ -168,7 +183,8 @@ def _claim_folder(
     the folder: an earlier run's files removed when overwriting. Returns the ranks, the device
     and the autocast context."""
     out = Path(cfg.out)
-    presets.validate(cfg, check_names=check_names)
+    validate(cfg, check_names=check_names)
+    check_resolved(cfg)
     dist_info = distributed.init(
         "cuda" if cfg.system.device != "cpu" and torch.cuda.is_available() else "cpu"
     )
@@ -206,12 +222,11 @@ def _prepare(
     out = Path(cfg.out)
     if dataset is None:
         dataset = load_data(cfg.data.name, cfg.data.path, cfg.data.image_size)
-    presets.finalize(cfg, dataset)
     torch.manual_seed(cfg.train.seed)
     if model is None:
         model, model_kwargs = build(cfg, dataset)
     else:
-        model_kwargs = presets.model_kwargs(cfg, dataset)
+        model_kwargs = build_kwargs(cfg, dataset)
     model.to(device)
     if cfg.system.channels_last:
         model.to(memory_format=torch.channels_last)
