@@ -3,7 +3,6 @@ codebook gradient, sizes, the registry and the published settings. CPU, ``arch="
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import pytest
@@ -12,6 +11,8 @@ import torch.nn.functional as F
 
 from fqvae import ops, reference
 from fqvae.models import (
+    CONFIGURATIONS,
+    METHODS,
     MODELS,
     DisentanglementModel,
     build_model,
@@ -297,10 +298,12 @@ def test_documented_defaults_reach_the_model(name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_default_arch_in_the_signature(name):
-    # the trainer's presets read the default arch from the class signature
-    arch = inspect.signature(MODELS[name]).parameters["arch"].default
-    assert arch == hparam_defaults(name)["arch"] and arch in ("dalle", "qlae", "dlib")
+def test_every_model_names_its_default_arch(name):
+    # the trainer's presets read the default arch from the hparam defaults
+    arch = hparam_defaults(name)["arch"]
+    hparams = SMALL_DISC if MODELS[name].has_discriminator else {}
+    model = build_model(name, in_channels=1, image_size=64, num_latents=L, **hparams)
+    assert model.arch == arch and arch in ("dalle", "qlae", "dlib")
 
 
 def test_qlae_global_ablation_shares_one_codebook():
@@ -806,3 +809,24 @@ def test_did_r_representation_is_the_samples_encoder():
     assert model.traversal_values(3)[0].tolist() == [-1.0, 0.0, 1.0]
     assert model.difference_head.out_features == L
     assert torch.isfinite(model(x)["diff_loss"])
+
+
+def test_a_configuration_builds_its_method_with_its_defaults_under_the_users():
+    for name, (method, _) in CONFIGURATIONS.items():
+        model = make(name)
+        assert type(model) is METHODS[method] and model.name == name
+    q = make("qlae_factorqvae", pixels="unit", num_values=8)
+    assert q.pixels == "unit" and q.latent.codebook.shape == (L, 8)
+    assert q.optim.optimizer == "adam" and q.repr_kind == "index"
+
+
+def test_pixels_picks_the_reconstruction_loss():
+    x = torch.rand(2, 3, 32, 32)
+    bce, mse = make("ae", pixels="unit"), make("ae")  # one seed: the same weights
+    out = bce.decoder(bce.encoder(x))
+    assert torch.allclose(bce(x)["recon"], F.binary_cross_entropy_with_logits(out, x))
+    out = mse.decoder(mse.encoder(x - 0.5))
+    assert torch.allclose(mse(x - 0.5)["recon"], F.mse_loss(out, x - 0.5))
+    assert "pixels" not in hparam_names("devae")  # its loss needs [0, 1] pixels
+    with pytest.raises(TypeError, match="pixels"):
+        make("devae", pixels="centered")

@@ -76,6 +76,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace the run already in --out (without it, a folder holding a run is refused)",
     )
+    _training_flags(p)
+    _runtime_flags(p)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="set any config key, e.g. model.hparams.gamma=1e-3 or eval.num_train=500; repeatable",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the resolved configuration and exit"
+    )
+    p.add_argument("--list", action="store_true", help="list models, presets and config keys")
+    p.set_defaults(func=run)
+
+
+def _training_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training (defaults: the preset's published values)")
     g.add_argument("--arch", help="backbone: dalle, qlae or small (default: the model's)")
     g.add_argument("--latents", type=int, help="number of latents (default: 2 x factors)")
@@ -112,6 +130,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Gumbel temperature decay per batch (default: the preset's, or 1/steps)",
     )
     g.add_argument("--seed", type=int, help="seed of initialisation, batches and noise (1)")
+
+
+def _runtime_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime")
     g.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     g.add_argument("--amp", help="auto (bf16 on CUDA, default), bf16 or off")
@@ -124,19 +145,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--eval-every", type=int, help="quick evaluation every N steps (0: never)")
     g.add_argument("--no-progress", action="store_false", default=None, help="no progress bar")
     g.add_argument("--no-tensorboard", action="store_false", default=None, help="CSV logs only")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        help="set any config key, e.g. model.hparams.gamma=1e-3 or eval.num_train=500; repeatable",
-    )
-    p.add_argument(
-        "--dry-run", action="store_true", help="print the resolved configuration and exit"
-    )
-    p.add_argument("--list", action="store_true", help="list models, presets and config keys")
-    p.set_defaults(func=run)
 
 
 def build_config(args: argparse.Namespace) -> tuple[Config, list[str]]:

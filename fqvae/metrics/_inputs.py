@@ -110,6 +110,22 @@ def encode_factor_split(
     return codes[: len(a)], codes[len(a) :]
 
 
+def split_inputs(
+    z_train: np.ndarray, latents_test: Any, factors_train: Any, factors_test: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The test codes (N_test, D) checked against ``z_train`` (N_train, D), and both factor
+    splits label-encoded jointly (:func:`encode_factor_split`), rows checked against the codes.
+    Returns ``(z_test, y_train, y_test)``."""
+    z_test = as_matrix(latents_test, "latents_test", min_rows=1)
+    check_same_columns(z_train, z_test, "latents_train", "latents_test")
+    y_train, y_test = encode_factor_split(
+        factors_train, factors_test, ("factors_train", "factors_test")
+    )
+    check_same_rows(z_train, y_train, "latents_train", "factors_train")
+    check_same_rows(z_test, y_test, "latents_test", "factors_test")
+    return z_test, y_train, y_test
+
+
 def _check_two_classes(sizes: np.ndarray, name: str) -> None:
     single = np.flatnonzero(sizes < 2)
     if single.size:

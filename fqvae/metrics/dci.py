@@ -14,10 +14,8 @@ from sklearn.preprocessing import StandardScaler
 
 from fqvae.metrics._inputs import (
     as_matrix,
-    check_same_columns,
-    check_same_rows,
-    encode_factor_split,
     metadata,
+    split_inputs,
 )
 from fqvae.metrics._parallel import run_jobs
 
@@ -100,13 +98,7 @@ def dci(
     ``seed=None`` leaves the classifiers unseeded, as dlib does.
     """
     z_train = as_matrix(latents_train, "latents_train")
-    z_test = as_matrix(latents_test, "latents_test", min_rows=1)
-    check_same_columns(z_train, z_test, "latents_train", "latents_test")
-    y_train, y_test = encode_factor_split(
-        factors_train, factors_test, ("factors_train", "factors_test")
-    )
-    check_same_rows(z_train, y_train, "latents_train", "factors_train")
-    check_same_rows(z_test, y_test, "latents_test", "factors_test")
+    z_test, y_train, y_test = split_inputs(z_train, latents_test, factors_train, factors_test)
     num_latents, num_factors = z_train.shape[1], y_train.shape[1]
     if num_latents < 2 or num_factors < 2:
         raise ValueError(

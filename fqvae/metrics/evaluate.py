@@ -51,6 +51,19 @@ def _options(
     return (base["seed"] if seed is None else seed), merged
 
 
+def _check_settings(metrics: tuple[str, ...], num_train: Any, num_test: Any, n_jobs: Any) -> None:
+    bad = [m for m in metrics if m not in METRICS]
+    if bad or not metrics:
+        raise ValueError(f"metrics must be a non-empty subset of {METRICS}, got {metrics}")
+    for name, value in (("num_train", num_train), ("num_test", num_test)):
+        if not isinstance(value, int) or value < 2:
+            raise ValueError(f"{name} must be an int >= 2, got {value!r}")
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or not n_jobs
+    ):
+        raise ValueError(f"n_jobs must be a non-zero int (-1: all cores), got {n_jobs!r}")
+
+
 def evaluate(
     representation_fn: RepresentationFn,
     dataset: Any,
@@ -81,16 +94,7 @@ def evaluate(
     extra keyword arguments for it (e.g. ``{"dci": {"estimator": "linear"}}``).
     """
     metrics = tuple(metrics)
-    bad = [m for m in metrics if m not in METRICS]
-    if bad or not metrics:
-        raise ValueError(f"metrics must be a non-empty subset of {METRICS}, got {metrics}")
-    for name, value in (("num_train", num_train), ("num_test", num_test)):
-        if not isinstance(value, int) or value < 2:
-            raise ValueError(f"{name} must be an int >= 2, got {value!r}")
-    if n_jobs is not None and (
-        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or not n_jobs
-    ):
-        raise ValueError(f"n_jobs must be a non-zero int (-1: all cores), got {n_jobs!r}")
+    _check_settings(metrics, num_train, num_test, n_jobs)
     seed, opts = _options(preset, options, seed)
     pixels = pixels if pixels is not None else getattr(representation_fn, "pixels", "unit")
     if pixels not in PIXELS:

@@ -149,6 +149,39 @@ def _top_gap(x: np.ndarray, axis: int) -> np.ndarray:
     return np.take(top, -1, axis=axis) - np.take(top, -2, axis=axis)
 
 
+def _check_settings(discrete: Any, n_neighbors: Any, path: str, max_iter: Any) -> None:
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    if not isinstance(discrete, (bool, np.bool_)):
+        raise ValueError(f"discrete must be True or False, got {discrete!r}")
+    if not isinstance(n_neighbors, int) or n_neighbors < 1:
+        raise ValueError(f"n_neighbors must be a positive int, got {n_neighbors!r}")
+    if not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+
+
+def _training_loop_extras(
+    z: np.ndarray,
+    s: np.ndarray,
+    s_sizes: np.ndarray,
+    entropy: np.ndarray,
+    nmi: np.ndarray,
+    active: np.ndarray,
+) -> dict[str, Any]:
+    """What the training-loop path reports besides InfoM/E/C: the modularity and compactness
+    gaps and the NMI of histogram-binned codes."""
+    extras: dict[str, Any] = {
+        "modularity_gap": float(np.mean(_top_gap(nmi[:, active], 0))) if active.any() else 0.0,
+        "compactness_gap": float(np.mean(_top_gap(nmi, 1))) if z.shape[1] >= 2 else float("nan"),
+    }
+    for bins in BINNED_NMI_BINS:
+        b_codes, b_sizes = label_encode(histogram_discretize(z, bins))
+        extras[f"nmi_binned_{bins}"] = (
+            mutual_info_matrix(s, s_sizes, b_codes, b_sizes) / entropy[:, None]
+        )
+    return extras
+
+
 def infomec(
     latents: Any,
     factors: Any,
@@ -168,14 +201,7 @@ def infomec(
     estimates and the regressions in parallel. ``nmi`` is (F, num_latents) and ``active`` the
     mask of latents kept for InfoM/InfoC.
     """
-    if path not in PATHS:
-        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
-    if not isinstance(discrete, (bool, np.bool_)):
-        raise ValueError(f"discrete must be True or False, got {discrete!r}")
-    if not isinstance(n_neighbors, int) or n_neighbors < 1:
-        raise ValueError(f"n_neighbors must be a positive int, got {n_neighbors!r}")
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    _check_settings(discrete, n_neighbors, path, max_iter)
     z = as_matrix(latents, "latents")
     s, s_sizes = encode_factors(factors, "factors")
     check_same_rows(z, s, "latents", "factors")
@@ -218,17 +244,7 @@ def infomec(
         "num_active": int(active.sum()),
     }
     if not standalone:
-        result["modularity_gap"] = (
-            float(np.mean(_top_gap(nmi[:, active], 0))) if active.any() else 0.0
-        )
-        result["compactness_gap"] = (
-            float(np.mean(_top_gap(nmi, 1))) if z.shape[1] >= 2 else float("nan")
-        )
-        for bins in BINNED_NMI_BINS:
-            b_codes, b_sizes = label_encode(histogram_discretize(z, bins))
-            result[f"nmi_binned_{bins}"] = (
-                mutual_info_matrix(s, s_sizes, b_codes, b_sizes) / entropy[:, None]
-            )
+        result.update(_training_loop_extras(z, s, s_sizes, entropy, nmi, active))
     return {
         **result,
         **metadata(

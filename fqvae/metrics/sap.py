@@ -10,10 +10,9 @@ from sklearn.svm import LinearSVC
 from fqvae.metrics._inputs import (
     as_matrix,
     check_not_constant,
-    check_same_columns,
     check_same_rows,
-    encode_factor_split,
     metadata,
+    split_inputs,
 )
 from fqvae.metrics._parallel import run_jobs
 
@@ -64,13 +63,7 @@ def sap(
     else:
         if latents_test is None or factors_test is None:
             raise ValueError("latents_test and factors_test are required for discrete factors")
-        z_test = as_matrix(latents_test, "latents_test", min_rows=1)
-        check_same_columns(z_train, z_test, "latents_train", "latents_test")
-        y_train, y_test = encode_factor_split(
-            factors_train, factors_test, ("factors_train", "factors_test")
-        )
-        check_same_rows(z_train, y_train, "latents_train", "factors_train")
-        check_same_rows(z_test, y_test, "latents_test", "factors_test")
+        z_test, y_train, y_test = split_inputs(z_train, latents_test, factors_train, factors_test)
         num_latents, num_factors = z_train.shape[1], y_train.shape[1]
         pairs = [(d, k) for d in range(num_latents) for k in range(num_factors)]
         svms = run_jobs(

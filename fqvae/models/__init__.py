@@ -1,4 +1,5 @@
-"""The model zoo: :data:`MODELS` (name -> class) and :func:`build_model`."""
+"""The model zoo: :data:`METHODS` (name -> class), the published configurations that only change a
+method's defaults (:data:`CONFIGURATIONS`), and :func:`build_model`, which builds either."""
 
 from __future__ import annotations
 
@@ -10,20 +11,21 @@ from fqvae.models.base import DisentanglementModel, Optimizers
 from fqvae.models.betatcvae import BetaTCVAE
 from fqvae.models.bioae import BioAE
 from fqvae.models.common import AutoencoderModel, OptimConfig
+from fqvae.models.configurations import CONFIGURATIONS
 from fqvae.models.devae import DeVAE
 from fqvae.models.didr import DiDR
 from fqvae.models.dvae import DVAE
 from fqvae.models.factordvae import FactorDVAE
 from fqvae.models.factorqvae import FactorQVAE
 from fqvae.models.factorvae import FactorVAE
-from fqvae.models.hsu import AEHsu, BioAEHsu, VAEHsu
+from fqvae.models.hsu import VAEHsu
 from fqvae.models.infowgan import InfoWGANGP, QLInfoWGANGP
-from fqvae.models.qlae import QLAE, QLAEFactorQVAE, QLAEGlobal
+from fqvae.models.qlae import QLAE
 from fqvae.models.qvae import QVAE
 from fqvae.models.vae import VAE
 from fqvae.models.vqvae import VQVAE
 
-MODELS: dict[str, type[DisentanglementModel]] = {
+METHODS: dict[str, type[DisentanglementModel]] = {
     cls.name: cls
     for cls in (
         FactorQVAE,
@@ -34,13 +36,9 @@ MODELS: dict[str, type[DisentanglementModel]] = {
         VAE,
         AE,
         BioAE,
-        QLAEFactorQVAE,
         QLAE,
-        QLAEGlobal,
         VQVAE,
         VAEHsu,
-        AEHsu,
-        BioAEHsu,
         BetaTCVAE,
         DeVAE,
         DiDR,
@@ -48,23 +46,34 @@ MODELS: dict[str, type[DisentanglementModel]] = {
         QLInfoWGANGP,
     )
 }
+#: every name :func:`build_model` accepts -> the class it builds (a configuration: its method's)
+MODELS: dict[str, type[DisentanglementModel]] = {
+    **METHODS,
+    **{name: METHODS[method] for name, (method, _) in CONFIGURATIONS.items()},
+}
 _SHAPE_ARGS = ("in_channels", "image_size", "num_latents")
 
 __all__ = [
+    "CONFIGURATIONS",
+    "METHODS",
     "MODELS",
     "DisentanglementModel",
     "Optimizers",
     "build_model",
     "hparam_defaults",
     "hparam_names",
-    *(cls.__name__ for cls in MODELS.values()),
+    *(cls.__name__ for cls in METHODS.values()),
 ]
 
 
 def hparam_defaults(name: str) -> dict[str, Any]:
     """The keyword hparams model ``name`` accepts (besides the image shape and ``num_latents``)
-    with their defaults: its own options, then the optimizer options."""
+    with their defaults: its own options, then the optimizer options (a configuration: its
+    method's, with the configuration's defaults)."""
     cls = _model_class(name)
+    if name in CONFIGURATIONS:
+        method, defaults = CONFIGURATIONS[name]
+        return {**hparam_defaults(method), **defaults}
     own: dict[str, Any] = {}
     # each model's __init__ names its own options and passes the rest on with ``**`` to its
     # bases, down to AutoencoderModel; the most derived default wins
@@ -75,6 +84,8 @@ def hparam_defaults(name: str) -> dict[str, Any]:
             for p in inspect.signature(klass.__init__).parameters.values():
                 if p.kind == p.KEYWORD_ONLY and p.name not in _SHAPE_ARGS:
                     own.setdefault(p.name, p.default)
+    if len(getattr(cls, "pixel_options", ())) > 1:
+        own["pixels"] = cls.pixels
     optim = {**OptimConfig.defaults(), **getattr(cls, "optim_defaults", {})}
     if not cls.has_discriminator:
         del optim["disc_lr"]
@@ -114,7 +125,11 @@ def build_model(
         raise TypeError(_unknown_message(name, unknown, accepted))
     if arch is not None:
         hparams["arch"] = arch
-    return cls(in_channels=in_channels, image_size=image_size, num_latents=num_latents, **hparams)
+    if name in CONFIGURATIONS:
+        hparams = {**CONFIGURATIONS[name][1], **hparams}
+    model = cls(in_channels=in_channels, image_size=image_size, num_latents=num_latents, **hparams)
+    model.name = name
+    return model
 
 
 def _unknown_message(name: str, unknown: list[str], accepted: set[str]) -> str:

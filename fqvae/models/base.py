@@ -46,8 +46,9 @@ class DisentanglementModel(nn.Module):
     """
 
     name: ClassVar[str] = ""
-    #: "centered" (uint8/255 - 0.5, FactorQVAE family) or "unit" (uint8/255, QLAE family)
-    pixels: ClassVar[str] = "centered"
+    #: "centered" (uint8/255 - 0.5, FactorQVAE family) or "unit" (uint8/255, QLAE family): the
+    #: class's default; a model built with the ``pixels`` hparam holds its own
+    pixels: str = "centered"
     #: whether :meth:`representation` returns discrete codes (drives InfoMEC's branch)
     discrete: ClassVar[bool] = False
     #: whether the model trains a discriminator with the split-batch step (see the module doc)

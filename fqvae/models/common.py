@@ -159,8 +159,9 @@ class AutoencoderModel(DisentanglementModel):
 
     Subclasses build their latent module (always named ``latent`` when it has parameters),
     and implement ``forward``, ``encode_latents`` and ``representation``. The reconstruction
-    loss follows ``pixels``: ``"centered"`` = MSE on the raw decoder output (FactorQVAE family),
-    ``"unit"`` = BCE with logits, and ``sigmoid`` for pixels (QLAE family).
+    loss follows ``pixels`` (the class default, or the ``pixels`` hparam): ``"centered"`` = MSE
+    on the raw decoder output (FactorQVAE family), ``"unit"`` = BCE with logits, and ``sigmoid``
+    for pixels (QLAE family).
 
     Every model's ``__init__`` names its default ``arch`` and its own options and passes the rest
     (the image shape, ``num_latents``, the :class:`OptimConfig` options) on with ``**``; here
@@ -168,6 +169,9 @@ class AutoencoderModel(DisentanglementModel):
     decoder's input size (both ``num_latents`` unless given).
     """
 
+    #: the pixel conventions this model trains with (``pixels`` picks one, and with it the
+    #: reconstruction loss); a model whose loss needs one convention lists only that one
+    pixel_options: ClassVar[tuple[str, ...]] = ("centered", "unit")
     #: this class's defaults for :class:`OptimConfig`
     optim_defaults: ClassVar[dict[str, Any]] = {}
     #: ``(beta1, beta2)`` of the main Adam/AdamW optimizers
@@ -182,9 +186,12 @@ class AutoencoderModel(DisentanglementModel):
         arch: str,
         head_features: int | None = None,
         decoder_features: int | None = None,
+        pixels: str | None = None,
         **optim: Any,
     ) -> None:
         super().__init__()
+        if pixels is not None:
+            self.pixels = check_choice("pixels", pixels, self.pixel_options)
         if isinstance(num_latents, bool) or not isinstance(num_latents, int) or num_latents < 1:
             raise ValueError(f"num_latents must be a positive int, got {num_latents!r}")
         unknown = sorted(set(optim) - set(OptimConfig.names()))

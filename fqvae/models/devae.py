@@ -32,6 +32,7 @@ class DeVAE(AutoencoderModel):
 
     name = "devae"
     pixels = "unit"
+    pixel_options = ("unit",)
     optim_defaults: ClassVar[dict[str, Any]] = {"lr_schedule": "constant"}
 
     def __init__(

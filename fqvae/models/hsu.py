@@ -1,17 +1,16 @@
-"""β-VAE, AE and BioAE as Hsu et al. configure them beside QLAE (QLAE spec §7): the conv/style
-backbone, BCE with logits on ``[0, 1]`` pixels and their split optimizer (AdamW with element-wise
-clipping on the weights, Adam on biases, constant learning rate)."""
+"""β-VAE as Hsu et al. write it beside QLAE (QLAE spec §7): its own KL normalisation, the
+conv/style backbone, BCE with logits on ``[0, 1]`` pixels and their split optimizer (AdamW with
+element-wise clipping on the weights, Adam on biases, constant learning rate). Their AE and BioAE
+change only defaults, so they are rows of :mod:`fqvae.models.configurations`."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import Tensor
 
-from fqvae.models.ae import AE
 from fqvae.models.betatcvae import SoftplusGaussian
-from fqvae.models.bioae import BioAE
-from fqvae.models.common import HSU_OPTIM, check_choice, check_nonneg
+from fqvae.models.common import check_choice, check_nonneg
 
 
 class VAEHsu(SoftplusGaussian):
@@ -42,28 +41,3 @@ class VAEHsu(SoftplusGaussian):
         kl = (-sigma.log() + 0.5 * (mu.square() + sigma.square() - 1.0)).mean()
         loss = recon + (self.num_latents / x[0].numel()) * self.beta * kl
         return {"loss": loss, "recon": recon.detach(), "kl": kl.detach()}
-
-
-class AEHsu(AE):
-    """Plain autoencoder, BCE only; ``weight_decay`` 0 (their per-dataset files: 1e-3)."""
-
-    name = "ae_hsu2023"
-    pixels = "unit"
-    optim_defaults: ClassVar[dict[str, Any]] = {**HSU_OPTIM, "weight_decay": 0.0}
-
-    def __init__(self, *, arch: str = "qlae", **base: Any) -> None:
-        super().__init__(arch=arch, **base)
-
-
-class BioAEHsu(BioAE):
-    """``BCE + nonneg * mean(relu(-z)) + activity * mean(z^2)``; model defaults (1, 0.1),
-    ``weight_decay`` 1e-4."""
-
-    name = "bioae_hsu2023"
-    pixels = "unit"
-    optim_defaults: ClassVar[dict[str, Any]] = {**HSU_OPTIM, "weight_decay": 1e-4}
-
-    def __init__(
-        self, *, arch: str = "qlae", nonneg: float = 1.0, activity: float = 0.1, **base: Any
-    ) -> None:
-        super().__init__(arch=arch, nonneg=nonneg, activity=activity, **base)

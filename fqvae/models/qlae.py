@@ -1,9 +1,9 @@
 """QLAE (Hsu et al. 2023): one learnable scalar codebook per latent, nearest-value lookup with
 a straight-through gradient, quantization and commitment losses (QLAE spec §1-3).
 
-Three configurations: :class:`QLAE` as its authors define it (``qlae_hsu2023``), their
-global-codebook ablation :class:`QLAEGlobal` (``qlae_global_hsu2023``), and
-:class:`QLAEFactorQVAE` as the FactorQVAE code configures it (``qlae_factorqvae``).
+:class:`QLAE` is the method as its authors define it (``qlae_hsu2023``); their global-codebook
+ablation (``qlae_global_hsu2023``) and QLAE as the FactorQVAE code configures it
+(``qlae_factorqvae``) are rows of :mod:`fqvae.models.configurations`.
 """
 
 from __future__ import annotations
@@ -101,36 +101,3 @@ class QLAE(AutoencoderModel):
 
     def traversal_values(self, steps: int) -> Tensor:
         return codebook_traversal(self.latent.codebook, self.num_latents, steps)
-
-
-class QLAEGlobal(QLAE):
-    """Hsu et al.'s global-codebook ablation (QLAE spec §1): one vector of ``n_v = 10`` values at
-    ``linspace(-0.5, 0.5)`` shared by every latent, with QLAE's losses, weights and optimizer."""
-
-    name = "qlae_global_hsu2023"
-
-    def __init__(self, *, arch: str = "qlae", codebook: str = "global", **options: Any) -> None:
-        super().__init__(arch=arch, codebook=codebook, **options)
-
-
-class QLAEFactorQVAE(QLAE):
-    """QLAE as the FactorQVAE code configures it (spec §11): ``(L, 16)`` codebooks drawn from
-    N(0, 1), MSE on centered pixels, the DALL-E-style backbone, one Adam with the cosine
-    schedule and no weight decay, and the codebook index as the representation."""
-
-    name = "qlae_factorqvae"
-    pixels = "centered"
-    optim_defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init__(
-        self,
-        *,
-        arch: str = "dalle",
-        num_values: int = 16,
-        codebook_init: str = "normal",
-        repr: str = "index",
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            arch=arch, num_values=num_values, codebook_init=codebook_init, repr=repr, **options
-        )

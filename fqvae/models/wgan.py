@@ -43,6 +43,7 @@ class WGANGP(AutoencoderModel):
     implement ``forward`` with :meth:`critic_terms`; the representation is ``E(x)``."""
 
     pixels = "unit"
+    pixel_options = ("unit",)
     optim_defaults: ClassVar[dict[str, Any]] = {"lr_schedule": "constant"}
     adam_betas: ClassVar[tuple[float, float]] = (0.0, 0.9)
 

@@ -22,10 +22,8 @@ reported as notes, which the trainer prints and writes into the manifest.
 
 from __future__ import annotations
 
-import inspect
-
 from fqvae.data import table
-from fqvae.models import MODELS, hparam_names
+from fqvae.models import hparam_defaults, hparam_names
 from fqvae.training.checks import validate
 from fqvae.training.config import FIDELITY, FIDELITY_ALIASES, Config, ConfigError
 from fqvae.training.published import PUBLISHED, cpu_recipe, published
@@ -130,5 +128,4 @@ def _runs_on_cpu(cfg: Config) -> bool:
 
 
 def _default_arch(model: str) -> str | None:
-    arch = inspect.signature(MODELS[model]).parameters.get("arch")
-    return None if arch is None else arch.default
+    return hparam_defaults(model).get("arch")
