@@ -68,3 +68,41 @@ def test_every_import_runs_downward():
             if name != "fqvae" and LAYERS[theirs] > LAYERS[mine]:
                 upward.append(f"{module} imports {name} ({mine} -> {theirs})")
     assert not upward, "\n".join(upward)
+
+
+def _module_name(path: Path) -> str:
+    name = ".".join(("fqvae", *path.relative_to(PACKAGE).with_suffix("").parts))
+    return name.removesuffix(".__init__")
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the fqvae modules it imports; ``from pkg import sub`` counts as ``pkg.sub``
+    only, since it does not need the rest of ``pkg``."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in modules:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & set(modules)
+                deps |= subs if len(subs) == len(node.names) else subs | {node.module}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names} & set(modules)
+        graph[name] = deps - {name}
+    return graph
+
+
+def test_no_modules_import_each_other_in_a_loop():
+    graph, done, loops = _module_graph(), set(), []
+
+    def visit(module: str, path: list[str]) -> None:
+        for dep in sorted(graph[module]):
+            if dep in path:
+                loops.append(" -> ".join([*path[path.index(dep) :], dep]))
+            elif dep not in done:
+                visit(dep, [*path, dep])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [module])
+    assert not loops, "\n".join(loops[:10])
