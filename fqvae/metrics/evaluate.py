@@ -14,7 +14,13 @@ from fqvae.metrics.dci import dci
 from fqvae.metrics.factorvae import factorvae_score
 from fqvae.metrics.infomec import infomec
 from fqvae.metrics.mig import mig
-from fqvae.metrics.sampling import PIXELS, RepresentationFn, resolve_device, sample_factor_code
+from fqvae.metrics.sampling import (
+    PIXELS,
+    GroundTruth,
+    RepresentationFn,
+    resolve_device,
+    sample_factor_code,
+)
 from fqvae.metrics.sap import sap
 
 METRICS = ("dci", "infomec", "mig", "sap", "factorvae")
@@ -66,7 +72,7 @@ def _check_settings(metrics: tuple[str, ...], num_train: Any, num_test: Any, n_j
 
 def evaluate(
     representation_fn: RepresentationFn,
-    dataset: Any,
+    dataset: GroundTruth,
     *,
     metrics: Sequence[str] = ("dci", "infomec", "mig"),
     num_train: int = 10000,

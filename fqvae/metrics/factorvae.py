@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from fqvae.metrics._inputs import metadata
 from fqvae.metrics.sampling import (
     PIXELS,
+    GroundTruth,
     RepresentationFn,
     check_dataset,
     complete_factors,
@@ -23,7 +24,7 @@ _ENCODE_CHUNK = 64  # dlib's eval_batch_size for the global variance estimate
 
 
 def _votes(
-    dataset: Any,
+    dataset: GroundTruth,
     representation_fn: RepresentationFn,
     rng: np.random.RandomState,
     num_votes: int,
@@ -54,7 +55,7 @@ def _votes(
 
 def factorvae_score(
     representation_fn: RepresentationFn,
-    dataset: Any,
+    dataset: GroundTruth,
     *,
     seed: int = 0,
     batch_size: int = 64,

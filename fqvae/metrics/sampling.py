@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -16,6 +16,25 @@ PIXELS = ("unit", "centered")
 RepresentationFn = Callable[[torch.Tensor], Any]
 
 
+class GroundTruth(Protocol):
+    """What the metrics read of a dataset (``fqvae.data.GroundTruthDataset`` has it): the factor
+    sizes, which factors are latent, class sampling, flat indices and image batches."""
+
+    @property
+    def factor_sizes(self) -> list[int]: ...
+
+    @property
+    def latent_factor_indices(self) -> list[int]: ...
+
+    def sample_factors(self, n: int, rng: np.random.RandomState) -> np.ndarray: ...
+
+    def factors_to_index(self, factors: np.ndarray) -> np.ndarray: ...
+
+    def batch(
+        self, indices: np.ndarray | Sequence[int], device: str | torch.device, pixels: str
+    ) -> torch.Tensor: ...
+
+
 def resolve_device(representation_fn: RepresentationFn, device: Any = None) -> torch.device:
     """``device`` if given, else the device of ``representation_fn``'s parameters, else CPU."""
     if device is not None:
@@ -26,7 +45,7 @@ def resolve_device(representation_fn: RepresentationFn, device: Any = None) -> t
     return torch.device("cpu")
 
 
-def check_dataset(dataset: Any) -> None:
+def check_dataset(dataset: GroundTruth) -> None:
     """Raise unless ``dataset`` has the ground-truth interface the metrics sample from."""
     for attr in ("factor_sizes", "latent_factor_indices", "sample_factors", "factors_to_index"):
         if not hasattr(dataset, attr):
@@ -35,7 +54,9 @@ def check_dataset(dataset: Any) -> None:
         raise ValueError("dataset has no batch(indices, device, pixels) method")
 
 
-def complete_factors(dataset: Any, factors: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+def complete_factors(
+    dataset: GroundTruth, factors: np.ndarray, rng: np.random.RandomState
+) -> np.ndarray:
     """Full classes (n, num_factors) int64 from latent classes (n, num_latent_factors).
 
     Each non-latent factor consumes ``rng.randint(size, size=n)`` in order, as in dlib (a
@@ -54,7 +75,9 @@ def complete_factors(dataset: Any, factors: np.ndarray, rng: np.random.RandomSta
     return full
 
 
-def images(dataset: Any, classes: np.ndarray, device: torch.device, pixels: str) -> torch.Tensor:
+def images(
+    dataset: GroundTruth, classes: np.ndarray, device: torch.device, pixels: str
+) -> torch.Tensor:
     """Images of full factor classes (n, num_factors): float32 (n, C, H, W) on ``device``."""
     return dataset.batch(dataset.factors_to_index(classes), device, pixels=pixels)
 
@@ -73,7 +96,7 @@ def encode(representation_fn: RepresentationFn, images: torch.Tensor) -> np.ndar
 
 
 def sample_factor_code(
-    dataset: Any,
+    dataset: GroundTruth,
     representation_fn: RepresentationFn,
     n: int,
     rng: np.random.RandomState,

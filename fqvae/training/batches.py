@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from fqvae.data import GroundTruthDataset
 from fqvae.training.config import Config, ConfigError
 
 
@@ -25,7 +26,7 @@ def load_data(name: str, path: str | None, image_size: int | None = None) -> Any
 # model
 
 
-def data_split(dataset: Any, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+def data_split(dataset: GroundTruthDataset, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """Train indices and held-out indices (validation slice; every image for split "all")."""
     if cfg.data.split == "all":
         everything = np.arange(len(dataset), dtype=np.int64)

@@ -72,7 +72,7 @@ def demo_config(
 
 
 def run_demo(
-    configs: dict[str, Config], dataset: Any = None, overwrite: bool = False
+    configs: dict[str, Config], dataset: GroundTruthDataset | None = None, overwrite: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Train each model of ``configs`` on the demo data; returns their final metrics. An
     earlier demo's runs are refused unless ``overwrite``."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fqvae.data import GroundTruthDataset
 from fqvae.models.base import DisentanglementModel
 from fqvae.models.common import evaluating
 from fqvae.training import checkpoint
@@ -50,7 +51,7 @@ def load_for_eval(
 
 def evaluate(
     model: DisentanglementModel,
-    dataset: Any,
+    dataset: GroundTruthDataset,
     images: Tensor,
     cfg: Config,
     num_train: int,
@@ -94,7 +95,11 @@ def reconstruction_scores(recon: Tensor, images: Tensor) -> dict[str, float]:
 
 @torch.no_grad()
 def reconstruct_sample(
-    model: DisentanglementModel, dataset: Any, count: int, seed: int, device: torch.device
+    model: DisentanglementModel,
+    dataset: GroundTruthDataset,
+    count: int,
+    seed: int,
+    device: torch.device,
 ) -> dict[str, float]:
     """:func:`reconstruction_scores` of ``count`` images of ``dataset`` drawn with ``seed``
     (``fqvae eval``; the trainer scores its held-out images)."""

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fqvae.data import GroundTruthDataset
 from fqvae.metrics.report import write_json
 from fqvae.models.base import DisentanglementModel
 from fqvae.ops import NonFiniteCodebook
@@ -71,7 +72,7 @@ class RunResult:
 # data
 
 
-def build(cfg: Config, dataset: Any) -> tuple[DisentanglementModel, dict[str, Any]]:
+def build(cfg: Config, dataset: GroundTruthDataset) -> tuple[DisentanglementModel, dict[str, Any]]:
     """Build the model of ``cfg`` for ``dataset``; returns it and the ``build_model`` keyword
     arguments (stored in checkpoints, so :func:`load_for_eval` can rebuild it)."""
     from fqvae.models import build_model
@@ -84,7 +85,7 @@ def build(cfg: Config, dataset: Any) -> tuple[DisentanglementModel, dict[str, An
     return model, kwargs
 
 
-def build_kwargs(cfg: Config, dataset: Any) -> dict[str, Any]:
+def build_kwargs(cfg: Config, dataset: GroundTruthDataset) -> dict[str, Any]:
     """Keyword arguments of ``fqvae.models.build_model`` for ``cfg`` on ``dataset`` (its
     channels and image side)."""
     height, _, channels = dataset.observation_shape
@@ -107,7 +108,7 @@ class _Run:
     dist: distributed.Dist
     device: torch.device
     autocast: Any
-    dataset: Any
+    dataset: GroundTruthDataset
     model: DisentanglementModel
     model_kwargs: dict[str, Any]
     opt: Any
@@ -159,7 +160,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    dataset: Any = None,
+    dataset: GroundTruthDataset | None = None,
     model: DisentanglementModel | None = None,
     notes: list[str] | None = None,
 ) -> RunResult:
@@ -215,7 +216,7 @@ def _prepare(
     device: torch.device,
     autocast: Any,
     resume: bool,
-    dataset: Any,
+    dataset: GroundTruthDataset,
     model: DisentanglementModel | None,
 ) -> tuple[_Run, Batches]:
     """Data, model, optimizers and the restored state."""
