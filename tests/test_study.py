@@ -231,13 +231,20 @@ def test_ctrl_c_stops_the_runs_with_a_checkpoint(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # started as a script's background job is: with SIGINT ignored, which it must undo
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
-    logs = [out / "ae" / f"seed-{s}" / "log.csv" for s in (1, 2)]
-    deadline = time.monotonic() + 120
-    while not all(p.exists() for p in logs) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the runner
-    stdout, _ = proc.communicate(timeout=120)
+    try:
+        logs = [out / "ae" / f"seed-{s}" / "log.csv" for s in (1, 2)]
+        deadline = time.monotonic() + 120
+        while not all(p.exists() for p in logs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the runner
+        stdout, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # stop the runner and, through it, its trainings
+            proc.terminate()
+            proc.communicate(timeout=120)
     assert proc.returncode == 130, stdout
     status = {(r["label"], r["seed"]): r for r in load(out / "status.json")["runs"]}
     for seed in (1, 2):

@@ -268,7 +268,10 @@ class Runner:
         skipped = len(tasks) - len(queue)
         bar = tqdm(total=len(tasks), initial=skipped, unit="run", file=sys.stderr, leave=True)
         main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _raise_stop) if main else None
+        # SIGINT explicitly too: a script's background job inherits it ignored, and the
+        # trainings install their own handlers, so the runner must not be the one deaf to it
+        handlers = {signal.SIGTERM: _raise_stop, signal.SIGINT: signal.default_int_handler}
+        previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()} if main else {}
         try:
             while queue or self.running:
                 while queue and len(self.running) < self.jobs:
@@ -282,8 +285,8 @@ class Runner:
             self._stop_children()
             return INTERRUPTED
         finally:
-            if main:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             bar.close()
         return 1 if self.failed else 0
 
