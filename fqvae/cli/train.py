@@ -99,7 +99,7 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--latents", type=int, help="number of latents (default: 2 x factors)")
     g.add_argument(
         "--recipe",
-        help="paper (the published settings), cpu (about 10 minutes on 2 cores, "
+        help="paper (the published settings), cpu (3-25 minutes on 2 cores, "
         "docs/recipes.md) or auto (default: cpu without a GPU)",
     )
     g.add_argument(

@@ -55,7 +55,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    #: "paper" (the published settings), "cpu" (the CPU recipe: a run of about 10 minutes on 2
+    #: "paper" (the published settings), "cpu" (the CPU recipe: 3-25 minutes a run on 2
     #: cores, docs/recipes.md) or "auto" (cpu when the run's device is a CPU, else paper)
     recipe: str = "auto"
     #: fidelity variant (spec §9): "executed" (the schedules as the official code executed

@@ -218,10 +218,10 @@ def published(model: str, dataset: str, preset: str = "executed") -> dict[str, A
 
 
 #: The CPU recipe (docs/recipes.md): the published objectives and discriminators, with the
-#: backbone, image size, batch, schedule length, learning rates and loss weights re-tuned so that
-#: one run trains in at most about 10 minutes on 2 CPU cores. Keys a row leaves out keep the
-#: common values, then the published ones (the learning rates stay published). Schedules are the
-#: ``clean`` ones over the run.
+#: backbone, image size, batch, schedule length, learning rates and loss weights re-tuned for 2
+#: CPU cores: most models train in 3-10 minutes, the split-batch ones and DiD-R in 11-25
+#: (docs/recipes.md). Keys a row leaves out keep the common values, then the published ones
+#: (the learning rates stay published). Schedules are the ``clean`` ones over the run.
 CPU_COMMON: dict[str, Any] = {
     "arch": "small",
     "image_size": 32,
