@@ -4,7 +4,8 @@
 # Usage: bash benchmarks/gpu.sh [OUT_DIR] [STAGES]
 #   OUT_DIR  logs and JSON (default ./gpu-results); results.json merges every benchmark's JSON
 #   STAGES   comma-separated, in order (default: all of them):
-#            build, tests, nearest, gumbel, gumbel-compile, permute, train-step, train-step-cuda,
+#            build, tests, nearest, gumbel, gumbel-compile, permute, discriminator, train-step,
+#            train-step-cuda,
 #            and, not in the default: tune-nearest (the tile sweep of benchmarks/tune_nearest.py),
 #            ncu-nearest (an Nsight Compute profile of the nearest forward kernels) and study
 #            (one shard of studies/shapes3d-gpu.toml, env STUDY_SHARD, default 1/45: one run;
@@ -17,7 +18,7 @@
 # Env: PYTHON (default python3), TEST_WORKERS (pytest-xdist workers for `tests`, default 8).
 set -uo pipefail
 out="${1:-gpu-results}"
-stages="${2:-build,tests,nearest,gumbel,gumbel-compile,permute,train-step,train-step-cuda}"
+stages="${2:-build,tests,nearest,gumbel,gumbel-compile,permute,discriminator,train-step,train-step-cuda}"
 limit="${STAGE_TIMEOUT:-240}"
 py="${PYTHON:-python3}"
 mkdir -p "$out"
@@ -69,6 +70,7 @@ PY
         --skip "eager reference,plain eager,torch.compile(plain eager),fqvae triton,fqvae cuda"
       ;;
     permute) bench permute permute --min-time 0.2 --profile ;;
+    discriminator) bench discriminator discriminator --min-time 0.2 --profile ;;
     tune-nearest) run_stage tune-nearest "$py" benchmarks/tune_nearest.py --json "$out/tune-nearest.json" ;;
     ncu-nearest)  # Nsight Compute: speed of light, occupancy and launch of both nearest kernels, case c
       run_stage ncu-nearest ncu --kernel-name regex:nearest_fwd --launch-count 4 \

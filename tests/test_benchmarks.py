@@ -91,6 +91,19 @@ def test_permute_and_train_step_scripts_run(tmp_path):
     assert {r["impl"] for r in step["rows"]} == {"reference ops", "fused ops (cpp)"}
 
 
+def test_discriminator_script_compares_one_pass_to_two(tmp_path):
+    result = run_script(
+        "discriminator",
+        "--device=cpu",
+        "--halves=8",
+        "--width=32",
+        "--min-time=0.01",
+        tmp_path=tmp_path,
+    )
+    assert [r["impl"] for r in result["rows"]] == ["two passes (reference)", "one pass (fqvae)"]
+    assert result["rows"][0]["speedup"] == 1.0 and result["rows"][1]["speedup"] > 0
+
+
 def _fwd_bwd(fn, n: int, k: int, **kw):
     g = torch.Generator().manual_seed(0)
     z = torch.randn(n, 1, generator=g, requires_grad=True)
