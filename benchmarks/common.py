@@ -179,3 +179,12 @@ def write_json(path: str, meta: dict, rows: list[Row]) -> None:
     payload = {"meta": meta, "rows": [asdict(r) for r in rows]}
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(payload, f, indent=2)
+
+
+def report(meta: dict, rows: list[Row], json_path: str | None) -> None:
+    """Print the run's environment line and the table, and write the JSON when asked."""
+    print()
+    print(", ".join(f"{k}={v}" for k, v in meta.items()))
+    print_table(rows)
+    if json_path:
+        write_json(json_path, meta, rows)

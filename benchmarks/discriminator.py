@@ -78,11 +78,7 @@ def main() -> int:
         "dtype": args.dtype,
         "speedup_baseline": "two passes (reference)",
     }
-    print()
-    print(", ".join(f"{k}={v}" for k, v in meta.items()))
-    common.print_table(rows)
-    if args.json:
-        common.write_json(args.json, meta, rows)
+    common.report(meta, rows, args.json)
     return 0
 
 

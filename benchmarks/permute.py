@@ -93,11 +93,7 @@ def main() -> int:
         "copy_bandwidth_gbps": copy_bw,
         "speedup_baseline": "per-latent randperm loop",
     }
-    print()
-    print(", ".join(f"{k}={v}" for k, v in meta.items()))
-    common.print_table(rows)
-    if args.json:
-        common.write_json(args.json, meta, rows)
+    common.report(meta, rows, args.json)
     return 0
 
 
