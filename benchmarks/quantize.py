@@ -259,9 +259,7 @@ def main() -> int:
             if args.json:  # after every row: a run cut short keeps what it measured
                 common.write_json(args.json, meta, rows)
     bar.close()
-    print()
-    print(", ".join(f"{k}={v}" for k, v in meta.items()))
-    common.print_table(rows)
+    common.report(meta, rows, None)  # the JSON was written row by row
     return 0
 
 

@@ -84,14 +84,10 @@ def main() -> int:
                 flush=True,
             )
     meta = common.environment(device) | {"arch": args.arch, "batch": args.batch}
-    print()
-    print(", ".join(f"{k}={v}" for k, v in meta.items()))
-    common.print_table(rows)
+    common.report(meta, rows, args.json)
     print(
         "images/s: " + ", ".join(f"{r.mode} {r.impl} {r.extra['images_per_s']:.0f}" for r in rows)
     )
-    if args.json:
-        common.write_json(args.json, meta, rows)
     return 0
 
 
