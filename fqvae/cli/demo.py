@@ -13,7 +13,14 @@ from fqvae.files import check_output_file
 from fqvae.metrics.report import write_json
 from fqvae.training import demo as library
 from fqvae.training.config import ConfigError
-from fqvae.training.demo import MODELS, demo_config, demo_data, format_comparison, run_demo
+from fqvae.training.demo import (
+    DEMO_HPARAMS,
+    MODELS,
+    demo_config,
+    demo_data,
+    format_comparison,
+    run_demo,
+)
 from fqvae.training.run_folder import check_run_folder
 
 
@@ -63,9 +70,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"fqvae demo: error: {exc}", file=sys.stderr)
         return 2
     cfg = configs[MODELS[0]]
+    changes = ", ".join(f"{m} {k}={v}" for m, hp in DEMO_HPARAMS.items() for k, v in hp.items())
     print(
-        f"\n{len(MODELS)} models ({cfg.model.arch} backbone, {cfg.data.image_size}px), "
-        f"{cfg.train.iterations} steps each, metrics on {cfg.eval.final_num_train} samples:"
+        f"\n{len(MODELS)} models ({cfg.model.arch} backbone, {cfg.data.image_size}px, "
+        f"the CPU recipe with {changes}), {cfg.train.iterations} steps each, "
+        f"metrics on {cfg.eval.final_num_train} samples:"
     )
     print(format_comparison(results))
     out = Path(args.out)
