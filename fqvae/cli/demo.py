@@ -14,11 +14,11 @@ from fqvae.metrics.report import write_json
 from fqvae.training import demo as library
 from fqvae.training.config import ConfigError
 from fqvae.training.demo import (
-    DEMO_HPARAMS,
     MODELS,
     demo_config,
     demo_data,
     format_comparison,
+    recipe_note,
     run_demo,
 )
 from fqvae.training.run_folder import check_run_folder
@@ -70,10 +70,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"fqvae demo: error: {exc}", file=sys.stderr)
         return 2
     cfg = configs[MODELS[0]]
-    changes = ", ".join(f"{m} {k}={v}" for m, hp in DEMO_HPARAMS.items() for k, v in hp.items())
     print(
         f"\n{len(MODELS)} models ({cfg.model.arch} backbone, {cfg.data.image_size}px, "
-        f"the CPU recipe with {changes}), {cfg.train.iterations} steps each, "
+        f"{recipe_note()}), {cfg.train.iterations} steps each, "
         f"metrics on {cfg.eval.final_num_train} samples:"
     )
     print(format_comparison(results))

@@ -90,6 +90,12 @@ def run_demo(
     }
 
 
+def recipe_note() -> str:
+    """How the demo's settings differ from the CPU recipe, for the line above its table."""
+    changes = ", ".join(f"{m} {k}={v}" for m, hp in DEMO_HPARAMS.items() for k, v in hp.items())
+    return f"the CPU recipe with {changes}" if changes else "the CPU recipe"
+
+
 def format_comparison(results: dict[str, dict[str, Any]]) -> str:
     names = list(results)
     lines = [f"{'':24}" + "".join(f"{n:>12}" for n in names)]
