@@ -6,7 +6,10 @@
 #   STAGES   comma-separated, in order (default: all of them):
 #            build, tests, nearest, gumbel, gumbel-compile, permute, discriminator, train-step,
 #            train-step-cuda,
-#            and, not in the default: tune-nearest (the tile sweep of benchmarks/tune_nearest.py),
+#            and, not in the default: demo (`fqvae demo` on the GPU, seeds DEMO_SEEDS, default 1,2,3,
+#            side by side; each seed's JSON lands in OUT_DIR as demo-SEED.json), suite (the whole
+#            pytest suite with the GPU visible, so models, trainer and CLI tests run on CUDA),
+#            tune-nearest (the tile sweep of benchmarks/tune_nearest.py),
 #            ncu-nearest (an Nsight Compute profile of the nearest forward kernels) and study
 #            (one shard of studies/shapes3d-gpu.toml, env STUDY_SHARD, default 1/45: one run;
 #            the runs live in ./gpu-study so a later call resumes them; metrics, configs and the
@@ -52,7 +55,8 @@ PY
   fi
   case "$stage" in
     build)
-      run_stage install "$py" -m pip install --no-deps -e .
+      # no build isolation: the machine may be offline, and its own setuptools will do
+      run_stage install "$py" -m pip install --no-deps --no-build-isolation -e .
       run_stage build env MAX_JOBS="${MAX_JOBS:-$(nproc)}" FQVAE_REQUIRE_EXT=1 \
         "$py" -m fqvae doctor
       ;;
@@ -61,6 +65,20 @@ PY
       "$py" -c "import xdist" 2>/dev/null && workers=(-n "${TEST_WORKERS:-8}")
       run_stage tests "$py" -m pytest -q -m gpu -p no:cacheprovider "${workers[@]}" \
         tests/test_backend_parity.py tests/test_triton_backend.py tests/test_cuda_backend.py
+      ;;
+    demo)
+      seeds="${DEMO_SEEDS:-1,2,3}"
+      run_stage demo bash -c 'for s in ${1//,/ }; do
+          "$2" -m fqvae demo --device cuda --seed "$s" --out "gpu-demo/seed-$s" --overwrite \
+            --json "$3/demo-$s.json" >"$3/demo-$s.log" 2>&1 &
+        done
+        rc=0; for job in $(jobs -p); do wait "$job" || rc=1; done
+        tail -n 12 "$3"/demo-*.log; exit $rc' _ "$seeds" "$py" "$(realpath "$out")"
+      ;;
+    suite)
+      workers=()
+      "$py" -c "import xdist" 2>/dev/null && workers=(-n "${TEST_WORKERS:-8}")
+      run_stage suite "$py" -m pytest -q -p no:cacheprovider "${workers[@]}"
       ;;
     nearest) bench nearest quantize --ops nearest --min-time 0.2 --profile ;;
     gumbel) bench gumbel quantize --ops gumbel --min-time 0.2 --profile ;;
