@@ -78,7 +78,7 @@ PY
     suite)
       workers=()
       "$py" -c "import xdist" 2>/dev/null && workers=(-n "${TEST_WORKERS:-8}")
-      run_stage suite "$py" -m pytest -q -p no:cacheprovider "${workers[@]}"
+      run_stage suite "$py" -m pytest -v -rf -p no:cacheprovider "${workers[@]}"  # -v: a cut-off log still names each test
       ;;
     nearest) bench nearest quantize --ops nearest --min-time 0.2 --profile ;;
     gumbel) bench gumbel quantize --ops gumbel --min-time 0.2 --profile ;;

@@ -33,7 +33,7 @@ def _run(cmd: list[str]) -> None:
 def test_sources_exist():
     names = {p.name for p in CU_SOURCES}
     assert {"nearest_forward.cu", "gumbel_forward.cu", "permute.cu", "random.cu"} <= names
-    assert (CUDA_DIR / "glue.cpp").exists() and (CUDA_DIR / "launchers.h").exists()
+    assert (CUDA_DIR / "torch_glue.cpp").exists() and (CUDA_DIR / "launchers.h").exists()
 
 
 @pytest.mark.parametrize("source", CU_SOURCES, ids=lambda p: p.name)
@@ -67,4 +67,4 @@ def test_glue_syntax():
     cmd = [gxx, "-std=c++20", "-fsyntax-only", "-Wall", "-Wextra", "-Werror"]
     for path in includes:
         cmd += ["-isystem", path]
-    _run([*cmd, "-I", str(CUDA_DIR), str(CUDA_DIR / "glue.cpp")])
+    _run([*cmd, "-I", str(CUDA_DIR), str(CUDA_DIR / "torch_glue.cpp")])

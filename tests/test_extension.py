@@ -48,6 +48,16 @@ def test_cache_folder_is_keyed_by_torch_and_cuda(tmp_path, monkeypatch):
     assert extension.build_dir(False) == cpu  # stable: later processes find the build
 
 
+@pytest.mark.parametrize("with_cuda", [False, True], ids=["cpu", "cuda"])
+def test_sources_compile_to_distinct_object_files(with_cuda):
+    # torch's ninja build names each object after its source's basename (BASENAME.o, or
+    # BASENAME.cuda.o for a .cu file) in one folder, so two sources sharing a basename break the
+    # build ("multiple rules generate glue.o"), which a CPU-only machine never runs for CUDA
+    sources = extension._sources(extension.source_dir(), with_cuda)
+    objects = [p.stem + (".cuda.o" if p.suffix == ".cu" else ".o") for p in sources]
+    assert len(set(objects)) == len(objects), sorted(objects)
+
+
 @pytest.mark.slow
 def test_parallel_processes_build_once_then_reuse(tmp_path):
     env = {"FQVAE_EXTENSION_DIR": str(tmp_path), "FQVAE_REQUIRE_EXT": "1"}
