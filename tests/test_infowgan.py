@@ -137,6 +137,7 @@ def _config(out, steps: int):
     cfg = Config(out=str(out))
     cfg.model.name, cfg.data.name = "qlinfowgan_gp", "toy"
     cfg.train.recipe, cfg.train.iterations, cfg.train.batch = "cpu", steps, 8
+    cfg.system.device = "cpu"  # bitwise resume and gloo DDP, also on a machine with one GPU
     cfg.log.progress, cfg.log.tensorboard, cfg.log.ckpt_every = False, False, 0
     cfg.eval.final_num_train = 0
     presets.resolve(cfg)

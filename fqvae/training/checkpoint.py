@@ -68,9 +68,11 @@ def rng_state(device: torch.device) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
+    """Restore :func:`rng_state`'s generators. Both take CPU byte tensors, wherever the
+    checkpoint's ``map_location`` put them (a GPU run loads its checkpoint onto the GPU)."""
+    torch.set_rng_state(state["torch"].cpu())
     if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
 def state_bytes(*modules_or_tensors: Any) -> int:

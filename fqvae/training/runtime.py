@@ -25,6 +25,13 @@ def pick_device(cfg: Config, dist_info: Dist) -> torch.device:
         if not torch.cuda.is_available():
             raise ConfigError(f"system.device={cfg.system.device!r} but CUDA is not available")
         if dist_info.enabled:
+            if dist_info.local_rank >= torch.cuda.device_count():
+                raise ConfigError(
+                    f"process LOCAL_RANK={dist_info.local_rank} needs cuda:{dist_info.local_rank},"
+                    f" but this machine has {torch.cuda.device_count()} GPU(s): start at most one"
+                    " process per GPU (torchrun --nproc-per-node), or train on the CPU"
+                    " (--device cpu)"
+                )
             device = torch.device("cuda", dist_info.local_rank)
     elif device.type != "cpu":
         raise ConfigError(f"system.device must be auto, cpu or cuda[:N], got {name!r}")
