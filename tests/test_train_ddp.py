@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from test_train_tiny import TinyModel, single_thread, tiny_config, tiny_dataset  # noqa: F401
 
 from fqvae.training import checkpoint
+from fqvae.training.config import ConfigError
+from fqvae.training.distributed import Dist
+from fqvae.training.runtime import pick_device
 from fqvae.training.trainer import train
 
 STEPS = 10
@@ -55,3 +59,15 @@ def test_two_processes_match_one(tmp_path):
         assert torch.equal(saved["model"][name], ranks[0][name]), name
         torch.testing.assert_close(ranks[0][name], expected, rtol=1e-5, atol=1e-6)
     assert not torch.equal(ranks[0]["encoder.weight"], initial["encoder.weight"])
+
+
+def test_more_processes_than_gpus_is_named(tmp_path, monkeypatch):
+    """torchrun with two processes on a one-GPU machine: rank 1 is told why, not 'invalid
+    device ordinal'. The GPU count is patched: this machine has none."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cfg = tiny_config(tmp_path, 1)
+    cfg.system.device = "auto"
+    assert pick_device(cfg, Dist(rank=0, world_size=2, local_rank=0)) == torch.device("cuda", 0)
+    with pytest.raises(ConfigError, match=r"LOCAL_RANK=1 needs cuda:1.*1 GPU"):
+        pick_device(cfg, Dist(rank=1, world_size=2, local_rank=1))
