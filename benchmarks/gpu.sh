@@ -6,7 +6,8 @@
 #   STAGES   comma-separated, in order (default: all of them):
 #            build, tests, nearest, gumbel, gumbel-compile, permute, discriminator, train-step,
 #            train-step-cuda,
-#            and, not in the default: demo (`fqvae demo` on the GPU, seeds DEMO_SEEDS, default 1,2,3,
+#            and, not in the default: resume (the training, resume and fault tests with the GPU
+#            visible, so runs start, stop and resume on CUDA), demo (`fqvae demo` on the GPU, seeds DEMO_SEEDS, default 1,2,3,
 #            side by side; each seed's JSON lands in OUT_DIR as demo-SEED.json), suite (the whole
 #            pytest suite with the GPU visible, so models, trainer and CLI tests run on CUDA),
 #            tune-nearest (the tile sweep of benchmarks/tune_nearest.py),
@@ -65,6 +66,10 @@ PY
       "$py" -c "import xdist" 2>/dev/null && workers=(-n "${TEST_WORKERS:-8}")
       run_stage tests "$py" -m pytest -q -m gpu -p no:cacheprovider "${workers[@]}" \
         tests/test_backend_parity.py tests/test_triton_backend.py tests/test_cuda_backend.py
+      ;;
+    resume)
+      run_stage resume "$py" -m pytest -q -rf -p no:cacheprovider tests/test_train_resume.py \
+        tests/test_faults_train.py tests/test_infowgan.py tests/test_cli_train.py
       ;;
     demo)
       seeds="${DEMO_SEEDS:-1,2,3}"
