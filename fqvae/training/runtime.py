@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -49,17 +50,44 @@ def autocast_for(cfg: Config, device: torch.device) -> contextlib.AbstractContex
     return contextlib.nullcontext()
 
 
-def configure_torch(cfg: Config, device: torch.device) -> None:
+@contextlib.contextmanager
+def torch_flags(cfg: Config, device: torch.device) -> Iterator[None]:
     """torch's CUDA flags for the run: TF32 matmuls, cuDNN autotuning, or deterministic
-    algorithms with ``train.deterministic`` (nothing on a CPU)."""
+    algorithms with ``train.deterministic`` (nothing on a CPU). The caller's flags come back on
+    exit, so code that runs after :func:`fqvae.train` in the same process keeps full fp32."""
     if device.type != "cuda":
+        yield
         return
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    )
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = not cfg.train.deterministic
     if cfg.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        (
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.benchmark,
+            deterministic,
+            warn_only,
+            workspace,
+        ) = saved
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
 
 
 def noise_seed(seed: int, rank: int) -> int:

@@ -47,9 +47,9 @@ from fqvae.training.run_folder import (
 from fqvae.training.runtime import (
     StopSignal,
     autocast_for,
-    configure_torch,
     noise_seed,
     pick_device,
+    torch_flags,
 )
 from fqvae.training.step import (
     NonFiniteLoss,
@@ -171,10 +171,11 @@ def train(
     ``model`` replace the ones the config names (tests, the demo); ``notes`` are resolution
     warnings for the manifest."""
     dist_info, device, autocast = _claim_folder(cfg, resume, overwrite, model is None)
-    run, batches = _prepare(cfg, dist_info, device, autocast, resume, dataset, model)
-    _open_outputs(run, resume, notes)
-    stop_reason = _loop(run, batches)
-    return _finish(run, stop_reason)
+    with torch_flags(cfg, device):
+        run, batches = _prepare(cfg, dist_info, device, autocast, resume, dataset, model)
+        _open_outputs(run, resume, notes)
+        stop_reason = _loop(run, batches)
+        return _finish(run, stop_reason)
 
 
 def _claim_folder(
@@ -206,7 +207,6 @@ def _claim_folder(
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "tb", ignore_errors=True)
     checkpoint.check_writable(out)
-    configure_torch(cfg, device)
     return dist_info, device, autocast
 
 
