@@ -93,8 +93,8 @@ class TinyModel(DisentanglementModel):
         real, fake = self.discriminator(codes), self.discriminator(other)
         ce = nn.functional.cross_entropy
         loss = 0.5 * (
-            ce(real, torch.zeros(len(real), dtype=torch.long))
-            + ce(fake, torch.ones(len(fake), dtype=torch.long))
+            ce(real, torch.zeros(len(real), dtype=torch.long, device=real.device))
+            + ce(fake, torch.ones(len(fake), dtype=torch.long, device=fake.device))
         )
         acc = 0.5 * ((real.argmax(1) == 0).float().mean() + (fake.argmax(1) == 1).float().mean())
         return {"loss": loss, "disc_acc": acc}
@@ -106,7 +106,8 @@ class TinyModel(DisentanglementModel):
         return Optimizers([main], disc, scheds)
 
     def representation(self, x: Tensor) -> Tensor:
-        return torch.bucketize(torch.tanh(self.encode_latents(x)), torch.linspace(-0.8, 0.8, 7))
+        edges = torch.linspace(-0.8, 0.8, 7, device=x.device)
+        return torch.bucketize(torch.tanh(self.encode_latents(x)), edges)
 
     def reconstruct(self, x: Tensor) -> Tensor:
         return self.decode_latents(self.encode_latents(x))
