@@ -7,9 +7,10 @@
 #            build, tests, nearest, gumbel, gumbel-compile, permute, discriminator, train-step,
 #            train-step-cuda,
 #            and, not in the default: resume (the training, resume and fault tests with the GPU
-#            visible, so runs start, stop and resume on CUDA), demo (`fqvae demo` on the GPU, seeds DEMO_SEEDS, default 1,2,3,
-#            side by side; each seed's JSON lands in OUT_DIR as demo-SEED.json), suite (the whole
-#            pytest suite with the GPU visible, so models, trainer and CLI tests run on CUDA),
+#            visible, so runs start, stop and resume on CUDA), demo (`fqvae demo` on the GPU,
+#            seeds DEMO_SEEDS, default 1,2,3, side by side; each seed's JSON lands in OUT_DIR as
+#            demo-SEED.json), suite (the whole pytest suite with the GPU visible, so models,
+#            trainer and CLI tests run on CUDA),
 #            tune-nearest (the tile sweep of benchmarks/tune_nearest.py),
 #            ncu-nearest (an Nsight Compute profile of the nearest forward kernels) and study
 #            (one shard of studies/shapes3d-gpu.toml, env STUDY_SHARD, default 1/45: one run;

@@ -14,13 +14,16 @@ from fqvae.training.runtime import torch_flags
 from fqvae.training.trainer import train
 
 CUDA = torch.device("cuda")  # the flags are plain settings: no GPU is needed to set them
+FLAGS = (
+    (torch.backends.cuda.matmul, "allow_tf32"),
+    (torch.backends.cudnn, "allow_tf32"),
+    (torch.backends.cudnn, "benchmark"),
+)
 
 
 def _flags() -> tuple:
     return (
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cudnn.benchmark,
+        *(getattr(module, name) for module, name in FLAGS),
         torch.are_deterministic_algorithms_enabled(),
         os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
     )
@@ -28,17 +31,14 @@ def _flags() -> tuple:
 
 @pytest.fixture
 def fp32_flags(monkeypatch: pytest.MonkeyPatch):
+    """The caller's flags set to plain fp32 (put back after the test); yields what _flags reads."""
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    before = _flags()
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = False
+    before = [getattr(module, name) for module, name in FLAGS]
+    for module, name in FLAGS:
+        setattr(module, name, False)
     yield (False, False, False, False, None)
-    (
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cudnn.benchmark,
-    ) = before[:3]
+    for (module, name), value in zip(FLAGS, before):
+        setattr(module, name, value)
 
 
 def test_a_cuda_run_sets_tf32_and_autotuning_and_gives_them_back(fp32_flags) -> None:
