@@ -10,20 +10,15 @@ import torch
 from test_train_tiny import TinyModel, tiny_config, tiny_dataset
 
 from fqvae.training.config import Config
-from fqvae.training.runtime import torch_flags
+from fqvae.training.runtime import CUDA_FLAGS, torch_flags
 from fqvae.training.trainer import train
 
 CUDA = torch.device("cuda")  # the flags are plain settings: no GPU is needed to set them
-FLAGS = (
-    (torch.backends.cuda.matmul, "allow_tf32"),
-    (torch.backends.cudnn, "allow_tf32"),
-    (torch.backends.cudnn, "benchmark"),
-)
 
 
 def _flags() -> tuple:
     return (
-        *(getattr(module, name) for module, name in FLAGS),
+        *(getattr(module, name) for module, name in CUDA_FLAGS),
         torch.are_deterministic_algorithms_enabled(),
         os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
     )
@@ -33,11 +28,11 @@ def _flags() -> tuple:
 def fp32_flags(monkeypatch: pytest.MonkeyPatch):
     """The caller's flags set to plain fp32 (put back after the test); yields what _flags reads."""
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    before = [getattr(module, name) for module, name in FLAGS]
-    for module, name in FLAGS:
+    before = [getattr(module, name) for module, name in CUDA_FLAGS]
+    for module, name in CUDA_FLAGS:
         setattr(module, name, False)
     yield (False, False, False, False, None)
-    for (module, name), value in zip(FLAGS, before):
+    for (module, name), value in zip(CUDA_FLAGS, before):
         setattr(module, name, value)
 
 

@@ -50,6 +50,14 @@ def autocast_for(cfg: Config, device: torch.device) -> contextlib.AbstractContex
     return contextlib.nullcontext()
 
 
+#: the process-wide torch settings a CUDA run changes, as (module, attribute); each is restored
+CUDA_FLAGS = (
+    (torch.backends.cuda.matmul, "allow_tf32"),
+    (torch.backends.cudnn, "allow_tf32"),
+    (torch.backends.cudnn, "benchmark"),
+)
+
+
 @contextlib.contextmanager
 def torch_flags(cfg: Config, device: torch.device) -> Iterator[None]:
     """torch's CUDA flags for the run: TF32 matmuls, cuDNN autotuning, or deterministic
@@ -58,31 +66,20 @@ def torch_flags(cfg: Config, device: torch.device) -> Iterator[None]:
     if device.type != "cuda":
         yield
         return
-    saved = (
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cudnn.benchmark,
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
-    )
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = not cfg.train.deterministic
+    saved = [getattr(module, name) for module, name in CUDA_FLAGS]
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    for (module, name), value in zip(CUDA_FLAGS, (True, True, not cfg.train.deterministic)):
+        setattr(module, name, value)
     if cfg.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
-        (
-            torch.backends.cuda.matmul.allow_tf32,
-            torch.backends.cudnn.allow_tf32,
-            torch.backends.cudnn.benchmark,
-            deterministic,
-            warn_only,
-            workspace,
-        ) = saved
+        for (module, name), value in zip(CUDA_FLAGS, saved):
+            setattr(module, name, value)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         if workspace is None:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
