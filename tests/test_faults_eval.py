@@ -18,6 +18,7 @@ EVAL_ARGS = [
     (["--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
     (["--n-jobs", "0"], "--n-jobs must be a non-zero int"),
     (["--num-train", "1"], "num_train must be an int >= 2"),
+    (["--repr", "mean"], "--repr: repr must be one of ('index', 'value'), got 'mean'"),
 ]
 if not torch.cuda.is_available():
     EVAL_ARGS.append((["--device", "cuda"], "CUDA is not available"))

@@ -46,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--json", type=Path, help="output file (default: CHECKPOINT with suffix .metrics.json)"
     )
     p.add_argument("--device", help="device for the encoder (default: cuda if available)")
+    p.add_argument(
+        "--repr",
+        help="the code the metrics read, for models that offer a choice: index or value "
+        "(codebook models), mean or sample (VAEs) (default: the one it was trained with)",
+    )
     p.set_defaults(func=run)
 
 
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--n-jobs must be a non-zero int (-1: all cores), got 0")
         json_path = args.json or args.checkpoint.with_suffix(".metrics.json")
         check_output_file(json_path, "--json")
-        representation_fn, discrete, data_name = load_for_eval(args.checkpoint, device)
+        representation_fn, discrete, data_name = load_for_eval(args.checkpoint, device, args.repr)
         name = args.data or data_name
         dataset = data.load(name, args.data_path)
         size = getattr(representation_fn, "image_size", None)  # the side the model was trained at
@@ -98,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"fqvae eval: error: {exc}", file=sys.stderr)
         return 2
     results.update(checkpoint=str(args.checkpoint), data=name, device=str(device))
+    if model is not None and hasattr(model, "repr_kind"):
+        results["repr"] = model.repr_kind
     print(format_table(results))
     path = write_json(results, json_path)
     print(f"wrote {path}")

@@ -33,14 +33,27 @@ class Representation(nn.Module):
 
 
 def load_for_eval(
-    checkpoint_path: str | Path, device: str | torch.device
+    checkpoint_path: str | Path, device: str | torch.device, repr: str | None = None
 ) -> tuple[Representation, bool, str]:
     """Rebuild a trained model from a checkpoint for ``fqvae eval``: returns the representation
-    function (eval mode, on ``device``), whether its codes are discrete, and the dataset name."""
-    from fqvae.models import build_model
+    function (eval mode, on ``device``), whether its codes are discrete, and the dataset name.
+
+    ``repr`` replaces the model's ``repr`` option, the code the metrics read (for example
+    ``"value"`` instead of the codebook ``"index"``); ``None`` keeps the trained one.
+    """
+    from fqvae.models import build_model, hparam_defaults
 
     state = checkpoint.load(checkpoint_path)
-    model = build_model(**state["model_kwargs"])
+    kwargs = dict(state["model_kwargs"])
+    if repr is not None:
+        name = kwargs["name"]
+        if "repr" not in hparam_defaults(name):
+            raise ValueError(f"--repr: model {name!r} has one representation; drop --repr")
+        kwargs["repr"] = repr
+    try:
+        model = build_model(**kwargs)
+    except ValueError as exc:
+        raise ValueError(f"--repr: {exc}" if repr is not None else str(exc)) from None
     model.load_state_dict(state["model"])
     model.to(device).eval()
     return Representation(model), bool(model.discrete), state["config"]["data"]["name"]
