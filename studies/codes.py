@@ -1,0 +1,74 @@
+"""Re-read finished FactorQVAE or QVAE runs: DCI on the codebook index (the reference's code, what
+the runs report) and on the codebook value, and the latents held at one code.
+
+    python studies/codes.py runs/demo-seeds/seed-{1..10}/factorqvae --out demo.json
+    python studies/codes.py runs/long/factorqvae/seed-101 --data shapes3d \
+        --data-path data/shapes3d-32 --num-train 3000 --out long.json
+
+Without ``--data`` the runs are demo runs, read on the demo's set. Codes are sampled with the
+``factorqvae`` preset on ``--num-train``/half as many test points; at the run's own sizes the
+index row reproduces its ``metrics.json``. A latent is *held* when every sampled image
+gets the same code; *outside* counts the held latents whose encoder outputs all lie beyond the
+codebook's smallest or largest value, where the Gumbel-softmax is saturated and passes no
+gradient back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fqvae.data import load, resize
+from fqvae.metrics import evaluate
+from fqvae.metrics.sampling import sample_factor_code
+from fqvae.training.demo import demo_data
+from fqvae.training.evaluation import load_for_eval
+
+KEYS = ("dci.disentanglement", "dci.completeness", "dci.informativeness")
+
+
+def held_latents(run: Path, dataset, n: int) -> tuple[int, int]:
+    """(held, outside) latents of the QVAE-family model in ``run`` over ``n`` sampled images."""
+    rep, _, _ = load_for_eval(run / "checkpoint.pt", "cpu")
+    model = rep.model
+    with torch.no_grad():
+        z, _ = sample_factor_code(dataset, model.encoder, n, np.random.RandomState(0),
+                                  batch_size=256, pixels=rep.pixels)  # fmt: skip
+    codebook = model.latent.codebook.detach().numpy().ravel()
+    index = np.abs(z[:, :, None] - codebook).argmin(-1)
+    held = np.array([len(np.unique(index[:, d])) == 1 for d in range(z.shape[1])])
+    outside = held & ((z.min(0) > codebook.max()) | (z.max(0) < codebook.min()))
+    return int(held.sum()), int(outside.sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders with a checkpoint.pt")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--data", help="dataset name (default: the demo's set)")
+    parser.add_argument("--data-path", help="dataset file or folder")
+    parser.add_argument("--num-train", type=int, default=2000, help="points (2000, the demo's)")
+    args = parser.parse_args()
+    data = load(args.data, args.data_path) if args.data else demo_data()
+    n = args.num_train
+    rows = []
+    for run in args.runs:
+        row: dict = {"run": str(run)}
+        dataset = resize(data, load_for_eval(run / "checkpoint.pt", "cpu")[0].model.image_size)
+        for kind in ("index", "value"):
+            rep, _, _ = load_for_eval(run / "checkpoint.pt", "cpu", repr=kind)
+            m = evaluate(rep, dataset, metrics=["dci"], num_train=n, num_test=n // 2,
+                         discrete=True, preset="factorqvae", n_jobs=1, progress=False)  # fmt: skip
+            row[kind] = {k: round(m[k], 4) for k in KEYS}
+        row["held"], row["outside"] = held_latents(run, dataset, n)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    args.out.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
