@@ -15,7 +15,8 @@ from fqvae.training.evaluation import load_for_eval
 def test_value_codes_carry_the_index_codes_information_in_value_order(finished_run):
     index_fn, _, _ = load_for_eval(finished_run / "checkpoint.pt", "cpu")
     value_fn, discrete, _ = load_for_eval(finished_run / "checkpoint.pt", "cpu", repr="value")
-    x = resize(load("toy"), index_fn.model.image_size).batch(range(64), "cpu", pixels="centered")
+    toy = resize(load("toy"), index_fn.model.image_size)
+    x = toy.batch(range(64), "cpu", pixels=index_fn.pixels)
     index, value = index_fn(x), value_fn(x)
     codebook = value_fn.model.latent.codebook.detach().reshape(-1)
     assert discrete and not index.dtype.is_floating_point and value.dtype.is_floating_point
