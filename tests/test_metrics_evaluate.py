@@ -391,8 +391,8 @@ def fake_trainer(monkeypatch):
     other modules provide; the evaluation itself is real."""
     calls = {}
 
-    def load_for_eval(path, device):
-        calls["load"] = (path, device)
+    def load_for_eval(path, device, repr=None):
+        calls["load"] = (path, device, repr)
         return mixed, False, "fake3"
 
     def load(name, path=None):
@@ -431,7 +431,7 @@ def test_eval_command_prints_table_and_writes_json(fake_trainer, tmp_path, capsy
     data = json.loads((tmp_path / "model.metrics.json").read_text())
     assert data["checkpoint"] == str(ckpt) and data["data"] == "fake3" and data["device"] == "cpu"
     assert data["num_train"] == 120 and 0.0 <= data["mig.mig"] <= 1.0
-    assert fake_trainer["load"] == (ckpt, "cpu") and fake_trainer["data"] == ("fake3", None)
+    assert fake_trainer["load"] == (ckpt, "cpu", None) and fake_trainer["data"] == ("fake3", None)
 
 
 def test_eval_command_reports_errors(fake_trainer, tmp_path, capsys) -> None:

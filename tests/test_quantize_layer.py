@@ -551,6 +551,9 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
                 opt.step()
             codebook = model.module.quant.codebook.detach()
             torch.save(codebook, os.path.join(out_dir, f"{mode}{rank}.pt"))
+        # both ranks done before either tears gloo down: a rank that destroys the group while
+        # the other still talks to it can abort ("terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
