@@ -29,11 +29,12 @@ from fqvae.training.demo import demo_data
 from fqvae.training.evaluation import load_for_eval
 
 KEYS = ("dci.disentanglement", "dci.completeness", "dci.informativeness")
+KINDS = ("index", "value")
 
 
-def held_latents(run: Path, dataset, n: int) -> tuple[int, int]:
-    """(held, outside) latents of the QVAE-family model in ``run`` over ``n`` sampled images."""
-    rep, _, _ = load_for_eval(run / "checkpoint.pt", "cpu")
+def held_latents(rep, dataset, n: int) -> tuple[int, int]:
+    """(held, outside) latents of the QVAE-family model behind ``rep`` over ``n`` sampled
+    images."""
     model = rep.model
     with torch.no_grad():
         z, _ = sample_factor_code(dataset, model.encoder, n, np.random.RandomState(0),
@@ -58,13 +59,13 @@ def main() -> None:
     rows = []
     for run in args.runs:
         row: dict = {"run": str(run)}
-        dataset = resize(data, load_for_eval(run / "checkpoint.pt", "cpu")[0].model.image_size)
-        for kind in ("index", "value"):
-            rep, _, _ = load_for_eval(run / "checkpoint.pt", "cpu", repr=kind)
+        reps = {kind: load_for_eval(run / "checkpoint.pt", "cpu", kind)[0] for kind in KINDS}
+        dataset = resize(data, reps["index"].model.image_size)
+        for kind, rep in reps.items():
             m = evaluate(rep, dataset, metrics=["dci"], num_train=n, num_test=n // 2,
                          discrete=True, preset="factorqvae", n_jobs=1, progress=False)  # fmt: skip
             row[kind] = {k: round(m[k], 4) for k in KEYS}
-        row["held"], row["outside"] = held_latents(run, dataset, n)
+        row["held"], row["outside"] = held_latents(reps["index"], dataset, n)
         print(json.dumps(row), flush=True)
         rows.append(row)
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
