@@ -383,6 +383,35 @@ def test_tc_gradient_reaches_encoder_not_discriminator():
     assert all(p.grad.abs().sum() > 0 for p in model.encoder.parameters())
 
 
+class HoldLatents(torch.nn.Module):
+    """Wraps an encoder: latent 0 gets a code far beyond the codebook's range on every image (or
+    logits that always pick value 0), the others the encoder's output centred and stretched."""
+
+    def __init__(self, encoder: torch.nn.Module, per_latent: int) -> None:
+        super().__init__()
+        self.encoder, self.per_latent = encoder, per_latent
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.encoder(x)
+        head = ((head - head.mean(0)) * 1e3).view(len(x), L, self.per_latent).clone()
+        head[:, 0] = 0.0
+        head[:, 0, 0] = 1e3
+        return head.flatten(1)
+
+
+@pytest.mark.parametrize("name", ["qvae", "factorqvae", "dvae", "qlae_factorqvae"])
+def test_in_use_counts_the_latents_whose_code_varies(name):
+    model = make(name)
+    per_latent = model.num_values if name == "dvae" else 1
+    model.encoder = HoldLatents(model.encoder, per_latent)
+    x = pixels_for(model, toy_images(16))
+    terms = model(x[:8]) if model.has_discriminator else model(x)
+    codes = model.representation(x[:8] if model.has_discriminator else x)
+    varying = int((codes != codes[:1]).any(0).sum())
+    assert varying == L - 1  # latent 0 is held, the stretched ones vary
+    assert terms["in_use"].dim() == 0 and float(terms["in_use"]) == varying
+
+
 @pytest.mark.parametrize("name", ["factorqvae", "factorvae"])
 def test_gamma_warmup_ramps_the_tc_weight_by_step(name):
     model = make(name, gamma=0.5, gamma_warmup=4)
@@ -397,6 +426,23 @@ def test_gamma_warmup_ramps_the_tc_weight_by_step(name):
     assert make(name, gamma=0.5).gamma_now == 0.5  # no warm-up: the full weight from step 0
     with pytest.raises(ValueError, match="gamma_warmup must be an int >= 0"):
         make(name, gamma=0.5, gamma_warmup=-1)
+
+
+@pytest.mark.parametrize("name", ["factorqvae", "factorvae"])
+def test_gamma_delay_holds_the_tc_weight_at_zero_then_ramps(name):
+    model = make(name, gamma=0.5, gamma_delay=3, gamma_warmup=4)
+    weights = []
+    for step in (0, 2, 3, 5, 7, 20):
+        model.set_step(step)
+        weights.append(model.gamma_now)
+    assert weights == pytest.approx([0.0, 0.0, 0.0, 0.25, 0.5, 0.5])
+    no_ramp = make(name, gamma=0.5, gamma_delay=3)
+    no_ramp.set_step(2)
+    assert no_ramp.gamma_now == 0.0
+    no_ramp.set_step(3)
+    assert no_ramp.gamma_now == 0.5
+    with pytest.raises(ValueError, match="gamma_delay must be an int >= 0"):
+        make(name, gamma=0.5, gamma_delay=2.5)
 
 
 def test_discriminator_loss_is_the_safe_form():

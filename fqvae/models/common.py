@@ -131,6 +131,13 @@ def decay_groups(model: nn.Module) -> tuple[list[str], list[str]]:
     return reg, unreg
 
 
+@torch.no_grad()
+def latents_in_use(indices: Tensor) -> Tensor:
+    """0-d float32: how many latents of ``indices`` ``(B, L)`` (noise-free codes) are not the same
+    on every image of the batch (the training-time view of InfoMEC's ``num_active``)."""
+    return (indices != indices[:1]).any(0).sum().float()
+
+
 def codebook_traversal(codebook: Tensor, num_latents: int, steps: int) -> Tensor:
     """``(L, steps)`` codebook values per latent, sorted, evenly subsampled by rank."""
     values = codebook.detach().reshape(-1, codebook.shape[-1]).expand(num_latents, -1)

@@ -39,3 +39,7 @@ class DVAE(QVAE):
 
     def make_latent(self, codebook: Tensor, schedule: ExponentialTau) -> nn.Module:
         return LogitsQuantize(codebook, self.num_latents, schedule)
+
+    def noise_free_indices(self, head: Tensor) -> Tensor:
+        """``(B, L)`` int64: the argmax of each latent's logits in ``head`` ``(B, L * K)``."""
+        return head.detach().view(len(head), self.num_latents, -1).argmax(-1)

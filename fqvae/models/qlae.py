@@ -20,6 +20,7 @@ from fqvae.models.common import (
     check_nonneg,
     codebook_traversal,
     evaluating,
+    latents_in_use,
 )
 from fqvae.quantizers import QuantizeOutput, ScalarQuantize
 
@@ -86,6 +87,7 @@ class QLAE(AutoencoderModel):
             "quant_loss": q.loss.detach(),
             "quant_mse": (z.detach() - q.quantized.detach()).pow(2).mean(),
             "perplexity": q.perplexity,
+            "in_use": latents_in_use(q.indices),
         }
 
     @torch.no_grad()

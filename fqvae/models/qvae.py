@@ -14,6 +14,7 @@ from fqvae.models.common import (
     check_nonneg,
     codebook_traversal,
     evaluating,
+    latents_in_use,
 )
 from fqvae.quantizers import QuantizeOutput, ScalarQuantize
 from fqvae.schedules import ExponentialTau
@@ -107,9 +108,14 @@ class QVAE(AutoencoderModel):
         """Latent output for images ``x``; ``probs`` is the ``(B, L, K)`` soft one-hot."""
         return self.latent(self.encoder(x), return_probs=True)
 
+    def noise_free_indices(self, head: Tensor) -> Tensor:
+        """``(B, L)`` int64: the codes eval mode reads from the encoder output ``head``."""
+        return self.latent.codes_to_indices(head.detach())
+
     def _losses(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         self.check_input(x)
-        q = self.quantize(x)
+        head = self.encoder(x)
+        q = self.latent(head, return_probs=True)
         recon = self.recon_loss(self.decoder(q.quantized), x)
         kl = q.loss
         terms = {
@@ -118,6 +124,7 @@ class QVAE(AutoencoderModel):
             "kl": kl.detach(),
             "perplexity": q.perplexity,
             "tau": recon.new_tensor(self.latent.tau),
+            "in_use": latents_in_use(self.noise_free_indices(head)),
         }
         return terms, q.probs
 

@@ -46,8 +46,9 @@ class TCMixin:
     ``_disc_codes(x)`` (the codes alone) and ``code_features`` (features per image of the
     codes: the discriminator's input size). This mixin registers the ``TCDiscriminator``
     (``disc_depth`` hidden layers of ``disc_width`` units) as the submodule ``discriminator``.
-    Training splits each batch (see :mod:`fqvae.models.base`). ``gamma_warmup`` > 0 ramps the
-    TC weight linearly from 0 to ``gamma`` over that many batches (0, the papers': no ramp).
+    Training splits each batch (see :mod:`fqvae.models.base`). The TC weight is 0 for the first
+    ``gamma_delay`` batches, then ramps linearly to ``gamma`` over ``gamma_warmup`` batches
+    (both 0, the papers': the full weight from the first batch).
     """
 
     has_discriminator = True
@@ -57,23 +58,32 @@ class TCMixin:
         *,
         gamma: float,
         gamma_warmup: int = 0,
+        gamma_delay: int = 0,
         disc_width: int = 1000,
         disc_depth: int = 4,
         **host: Any,
     ) -> None:
         super().__init__(**host)
         check_nonneg(gamma=gamma)
-        if isinstance(gamma_warmup, bool) or not isinstance(gamma_warmup, int) or gamma_warmup < 0:
-            raise ValueError(f"gamma_warmup must be an int >= 0, got {gamma_warmup!r}")
+        for key, steps in (("gamma_warmup", gamma_warmup), ("gamma_delay", gamma_delay)):
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+                raise ValueError(f"{key} must be an int >= 0, got {steps!r}")
         self.gamma = float(gamma)
         self.gamma_warmup = gamma_warmup
-        self.gamma_now = 0.0 if gamma_warmup else self.gamma
+        self.gamma_delay = gamma_delay
+        self.gamma_now = self._gamma_at(0)
         self.discriminator = TCDiscriminator(self.code_features, disc_width, disc_depth)
+
+    def _gamma_at(self, it: int) -> float:
+        """The TC weight at batch ``it`` (completed batches)."""
+        since = it - self.gamma_delay
+        if since < 0:
+            return 0.0
+        return self.gamma * min(1.0, since / self.gamma_warmup) if self.gamma_warmup else self.gamma
 
     def set_step(self, it: int) -> None:
         super().set_step(it)
-        if self.gamma_warmup:
-            self.gamma_now = self.gamma * min(1.0, it / self.gamma_warmup)
+        self.gamma_now = self._gamma_at(it)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         terms, codes = self._losses(x)

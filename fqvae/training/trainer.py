@@ -369,6 +369,8 @@ def _log_row(run: _Run, bar: Any, values: dict[str, float], rate: float) -> None
     shown = {"loss": f"{values['loss']:.4g}", "img/s": f"{rate:.0f}"}
     if "tau" in values:
         shown["tau"] = f"{values['tau']:.3g}"
+    if "in_use" in values:  # the codebook models: latents whose code varies over the batch
+        shown["in use"] = f"{values['in_use']:.0f}/{run.model.num_latents}"
     bar.set_postfix(shown, refresh=False)
 
 
