@@ -23,6 +23,9 @@ from PIL import Image
 from scipy import stats
 
 from fqvae.cli import main
+from fqvae.study.figures import in_use_curve, in_use_lines
+from fqvae.study.layout import Cell
+from fqvae.study.report import Run
 
 RECIPE = """
 [recipe]
@@ -406,6 +409,28 @@ def test_report_figures(grid, tmp_path):
     assert (figures / "traversals_ae.png").read_bytes() == (
         grid.out / "ae" / "seed-1" / "traversals.png"
     ).read_bytes()
+
+
+def test_in_use_curve_averages_the_logged_column_over_seeds(tmp_path):
+    runs = []
+    logs = {("factorqvae", 1): [(10, 12), (20, 6)], ("factorqvae", 2): [(10, 10), (20, 4)]}
+    logs[("ae", 1)] = []  # no in_use column: left out
+    for i, ((label, seed), values) in enumerate(logs.items()):
+        folder = tmp_path / label / f"seed-{seed}"
+        folder.mkdir(parents=True)
+        rows = [{"step": st, "loss": 0.1, "in_use": v} for st, v in values]
+        fields = ["step", "loss", "in_use"] if values else ["step", "loss"]
+        with open(folder / "log.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows or [{"step": 10, "loss": 0.1}])
+        runs.append(Run(Cell(i, label, seed), folder, {}, {"train": {"batch": 64}}, None))
+    assert in_use_lines(runs, ["factorqvae", "ae"]) == {"factorqvae": ([640, 1280], [11.0, 5.0])}
+    ((title, path),) = in_use_curve(runs, ["factorqvae", "ae"], tmp_path)
+    assert title == "latents in use" and path.name == "curve_in_use.png"
+    with Image.open(path) as image:
+        image.verify()
+    assert in_use_curve(runs[2:], ["ae"], tmp_path / "none") == []
 
 
 def test_report_of_a_partial_grid_lists_missing_runs(grid):

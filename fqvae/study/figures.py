@@ -3,6 +3,7 @@ seed-averaged NMI and DCI-importance heatmaps, traversal copies and metric curve
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from fqvae.plots import figure, heatmap, save_figure
-from fqvae.study.layout import TRAVERSALS
+from fqvae.study.layout import TRAIN_LOG, TRAVERSALS
 
 FOLDER = "figures"
 #: heatmap name -> (key in "final", stored as (factors, latents)?, title)
@@ -80,6 +81,25 @@ def traversals(runs: list[Any], labels: list[str], folder: Path) -> list[tuple[s
     return out
 
 
+def _line_figure(
+    lines: dict[str, tuple[list[int], list[float]]], ylabel: str, title: str, path: Path
+) -> Path:
+    """One line per label against images seen."""
+    fig, (ax,) = figure(5.5, 3.5)
+    for label, (xs, ys) in lines.items():
+        ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=label)
+    ax.set_xlabel("images seen")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def _seed_means(points: dict[int, list[float]]) -> tuple[list[int], list[float]]:
+    xs = sorted(points)
+    return xs, [float(np.mean(points[x])) for x in xs]
+
+
 def curves(
     runs: list[Any], labels: list[str], metrics: list[str], folder: Path
 ) -> list[tuple[str, Path]]:
@@ -98,19 +118,50 @@ def curves(
                     if row.get(metric) is not None:
                         points.setdefault(row["step"] * batch, []).append(row[metric])
             if points:
-                xs = sorted(points)
-                lines[label] = (xs, [float(np.mean(points[x])) for x in xs])
-        if not lines:
-            continue
-        fig, (ax,) = figure(5.5, 3.5)
-        for label, (xs, ys) in lines.items():
-            ax.plot(xs, ys, marker="o", markersize=3, label=label)
-        ax.set_xlabel("images seen")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{metric} during training (mean over seeds)")
-        ax.legend(fontsize=8)
-        out.append((metric, save_figure(fig, folder / f"curve_{metric}.png")))
+                lines[label] = _seed_means(points)
+        if lines:
+            title = f"{metric} during training (mean over seeds)"
+            path = _line_figure(lines, metric, title, folder / f"curve_{metric}.png")
+            out.append((metric, path))
     return out
+
+
+def _logged(folder: Path, column: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of ``column`` in a run's ``log.csv`` (none if absent or unreadable)."""
+    try:
+        with open(folder / TRAIN_LOG, newline="") as f:
+            return [
+                (int(row["step"]), float(row[column]))
+                for row in csv.DictReader(f)
+                if row.get(column) not in (None, "")
+            ]
+    except (OSError, KeyError, ValueError, csv.Error):
+        return []
+
+
+def in_use_lines(runs: list[Any], labels: list[str]) -> dict[str, tuple[list[int], list[float]]]:
+    """Per label, images seen and the seed mean of the ``in_use`` column of ``log.csv`` (the
+    codebook models' latents whose code varies over the batch); labels without it are left out."""
+    lines = {}
+    for label in labels:
+        points: dict[int, list[float]] = {}
+        for r in runs:
+            if r.cell.label == label:
+                batch = r.config.get("train", {}).get("batch") or 0
+                for step, value in _logged(r.folder, "in_use"):
+                    points.setdefault(step * batch, []).append(value)
+        if points:
+            lines[label] = _seed_means(points)
+    return lines
+
+
+def in_use_curve(runs: list[Any], labels: list[str], folder: Path) -> list[tuple[str, Path]]:
+    """``curve_in_use.png``: :func:`in_use_lines` against images seen (none without data)."""
+    lines = in_use_lines(runs, labels)
+    if not lines:
+        return []
+    title = "latents in use during training (mean over seeds)"
+    return [("latents in use", _line_figure(lines, "in_use", title, folder / "curve_in_use.png"))]
 
 
 def write_figures(
@@ -130,7 +181,10 @@ def write_figures(
         "Normalised mutual information (InfoMEC)": maps["nmi"],
         "DCI importance": maps["dci"],
         "Latent traversals": traversals(runs, labels, folder),
-        "During training": curves(runs, labels, list(metrics), folder),
+        "During training": [
+            *curves(runs, labels, list(metrics), folder),
+            *in_use_curve(runs, labels, folder),
+        ],
     }
     keep = {path.name for items in made.values() for _, path in items}
     for old in folder.glob("*.png"):

@@ -27,6 +27,7 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
 TRAVERSALS = "traversals.png"
+TRAIN_LOG = "log.csv"
 STATES = ("done", "failed", "pending")
 
 
@@ -85,7 +86,7 @@ def _last_logged_step(folder: Path) -> int:
     """The step of the last row of ``log.csv`` (0 without one): where a run that has not yet
     written ``metrics.json`` stands."""
     try:
-        lines = (folder / "log.csv").read_text().split()
+        lines = (folder / TRAIN_LOG).read_text().split()
         return int(lines[-1].split(",")[0]) if len(lines) > 1 else 0
     except (OSError, ValueError):
         return 0
