@@ -38,8 +38,11 @@ def test_factorqvae_concentrates_factors_more_than_the_autoencoder(tmp_path):
     for cfg in configs.values():
         cfg.eval.n_jobs = 1
     results = run_demo(configs, demo_data())
-    print(format_comparison(results))
+    table = format_comparison(results)
+    print(table)
     fq, ae = results["factorqvae"], results["ae"]
+    assert f"latents in use{fq['infomec.num_active']:>22d}{ae['infomec.num_active']:>12d}" in table
+    assert fq["infomec.num_active"] < ae["infomec.num_active"]  # the TC term holds spare latents
     assert fq["dci.completeness"] >= ae["dci.completeness"] + 0.08
     assert fq["infomec.infoc"] >= ae["infomec.infoc"] + 0.04
     assert fq["recon.mse"] < 0.08 and ae["recon.mse"] < 0.08

@@ -35,6 +35,7 @@ ROWS = (
     ("infomec.infoc", "InfoC (compactness)"),
     ("infomec.infoe", "InfoE (explicitness)"),
     ("recon.mse", "reconstruction MSE"),
+    ("infomec.num_active", "latents in use"),
 )
 
 
@@ -102,5 +103,6 @@ def format_comparison(results: dict[str, dict[str, Any]]) -> str:
     for key, label in ROWS:
         values = [results[n].get(key) for n in names]
         if all(v is not None for v in values):
-            lines.append(f"{label:24}" + "".join(f"{v:12.4f}" for v in values))
+            shown = "".join(f"{v:12d}" if isinstance(v, int) else f"{v:12.4f}" for v in values)
+            lines.append(f"{label:24}{shown}")
     return "\n".join(lines)
