@@ -384,32 +384,43 @@ def test_tc_gradient_reaches_encoder_not_discriminator():
 
 
 class HoldLatents(torch.nn.Module):
-    """Wraps an encoder: latent 0 gets a code far beyond the codebook's range on every image (or
-    logits that always pick value 0), the others the encoder's output centred and stretched."""
+    """Wraps an encoder: latent 0 sits far beyond the codebook's range on every image (or has
+    logits that always pick value 0); latent 1 sits on a codebook value inside the range (or has
+    logits that favour value 1 by only 0.5), where training's Gumbel noise still varies the sample
+    but the noise-free code is constant; the rest are the encoder's output centred and stretched."""
 
-    def __init__(self, encoder: torch.nn.Module, per_latent: int) -> None:
+    def __init__(self, encoder: torch.nn.Module, per_latent: int, inside: float) -> None:
         super().__init__()
-        self.encoder, self.per_latent = encoder, per_latent
+        self.encoder, self.per_latent, self.inside = encoder, per_latent, inside
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         head = self.encoder(x)
         head = ((head - head.mean(0)) * 1e3).view(len(x), L, self.per_latent).clone()
-        head[:, 0] = 0.0
+        head[:, :2] = 0.0
         head[:, 0, 0] = 1e3
+        if self.per_latent == 1:
+            head[:, 1, 0] = self.inside
+        else:
+            head[:, 1, 1] = 0.5
         return head.flatten(1)
 
 
 @pytest.mark.parametrize("name", ["qvae", "factorqvae", "dvae", "qlae_factorqvae"])
-def test_in_use_counts_the_latents_whose_code_varies(name):
+def test_in_use_counts_the_latents_whose_noise_free_code_varies(name):
     model = make(name)
     per_latent = model.num_values if name == "dvae" else 1
-    model.encoder = HoldLatents(model.encoder, per_latent)
-    x = pixels_for(model, toy_images(16))
-    terms = model(x[:8]) if model.has_discriminator else model(x)
-    codes = model.representation(x[:8] if model.has_discriminator else x)
+    inside = float(model.latent.codebook.detach().flatten().median())
+    model.encoder = HoldLatents(model.encoder, per_latent, inside)
+    x = pixels_for(model, toy_images(16))[: 8 if model.has_discriminator else 16]
+    torch.manual_seed(0)
+    terms = model(x)
+    codes = model.representation(x)
     varying = int((codes != codes[:1]).any(0).sum())
-    assert varying == L - 1  # latent 0 is held, the stretched ones vary
+    assert varying == L - 2  # latents 0 and 1 are held, the stretched ones vary
     assert terms["in_use"].dim() == 0 and float(terms["in_use"]) == varying
+    if name != "qlae_factorqvae":  # the Gumbel models: the noisy sample of latent 1 does vary
+        sampled = model.latent(model.encoder(x)).indices
+        assert (sampled[:, 1] != sampled[0, 1]).any()
 
 
 @pytest.mark.parametrize("name", ["factorqvae", "factorvae"])
