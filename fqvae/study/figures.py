@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ MATRICES = {
     "dci": ("dci.importance_matrix", False, "DCI importance"),
 }
 PREFIXES = ("bar_", "curve_", "traversals_", *(f"{name}_" for name in MATRICES))
+#: label -> (images seen, values): the data of one line chart
+Lines = dict[str, tuple[list[int], list[float]]]
 
 
 def bars(
@@ -81,9 +84,7 @@ def traversals(runs: list[Any], labels: list[str], folder: Path) -> list[tuple[s
     return out
 
 
-def _line_figure(
-    lines: dict[str, tuple[list[int], list[float]]], ylabel: str, title: str, path: Path
-) -> Path:
+def _line_figure(lines: Lines, ylabel: str, title: str, path: Path) -> Path:
     """One line per label against images seen."""
     fig, (ax,) = figure(5.5, 3.5)
     for label, (xs, ys) in lines.items():
@@ -95,9 +96,23 @@ def _line_figure(
     return save_figure(fig, path)
 
 
-def _seed_means(points: dict[int, list[float]]) -> tuple[list[int], list[float]]:
-    xs = sorted(points)
-    return xs, [float(np.mean(points[x])) for x in xs]
+def _label_lines(
+    runs: list[Any], labels: list[str], series: Callable[[Any], list[tuple[int, float]]]
+) -> Lines:
+    """Per label, images seen (step x batch) and the mean over seeds at each of them of the
+    ``(step, value)`` pairs ``series`` reads from a run; labels without any are left out."""
+    lines = {}
+    for label in labels:
+        points: dict[int, list[float]] = {}
+        for r in runs:
+            if r.cell.label == label:
+                batch = r.config.get("train", {}).get("batch") or 0
+                for step, value in series(r):
+                    points.setdefault(step * batch, []).append(value)
+        if points:
+            xs = sorted(points)
+            lines[label] = (xs, [float(np.mean(points[x])) for x in xs])
+    return lines
 
 
 def curves(
@@ -107,18 +122,12 @@ def curves(
     per label (mean over seeds at each step)."""
     out = []
     for metric in metrics:
-        lines = {}
-        for label in labels:
-            points: dict[int, list[float]] = {}
-            for r in runs:
-                if r.cell.label != label:
-                    continue
-                batch = r.config.get("train", {}).get("batch") or 0
-                for row in r.metrics.get("periodic") or []:
-                    if row.get(metric) is not None:
-                        points.setdefault(row["step"] * batch, []).append(row[metric])
-            if points:
-                lines[label] = _seed_means(points)
+
+        def periodic(r: Any, metric: str = metric) -> list[tuple[int, float]]:
+            rows = r.metrics.get("periodic") or []
+            return [(row["step"], row[metric]) for row in rows if row.get(metric) is not None]
+
+        lines = _label_lines(runs, labels, periodic)
         if lines:
             title = f"{metric} during training (mean over seeds)"
             path = _line_figure(lines, metric, title, folder / f"curve_{metric}.png")
@@ -139,20 +148,10 @@ def _logged(folder: Path, column: str) -> list[tuple[int, float]]:
         return []
 
 
-def in_use_lines(runs: list[Any], labels: list[str]) -> dict[str, tuple[list[int], list[float]]]:
+def in_use_lines(runs: list[Any], labels: list[str]) -> Lines:
     """Per label, images seen and the seed mean of the ``in_use`` column of ``log.csv`` (the
     codebook models' latents whose code varies over the batch); labels without it are left out."""
-    lines = {}
-    for label in labels:
-        points: dict[int, list[float]] = {}
-        for r in runs:
-            if r.cell.label == label:
-                batch = r.config.get("train", {}).get("batch") or 0
-                for step, value in _logged(r.folder, "in_use"):
-                    points.setdefault(step * batch, []).append(value)
-        if points:
-            lines[label] = _seed_means(points)
-    return lines
+    return _label_lines(runs, labels, lambda r: _logged(r.folder, "in_use"))
 
 
 def in_use_curve(runs: list[Any], labels: list[str], folder: Path) -> list[tuple[str, Path]]:
