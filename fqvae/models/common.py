@@ -131,7 +131,6 @@ def decay_groups(model: nn.Module) -> tuple[list[str], list[str]]:
     return reg, unreg
 
 
-@torch.no_grad()
 def latents_in_use(indices: Tensor) -> Tensor:
     """0-d float32: how many latents of ``indices`` ``(B, L)`` (noise-free codes) are not the same
     on every image of the batch (the training-time view of InfoMEC's ``num_active``)."""
