@@ -1,0 +1,43 @@
+"""studies/demo_probe.py: the settings it parses are the ones the demo's runs get."""
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from fqvae.training.demo import demo_config
+
+SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "demo_probe.py"
+
+
+@pytest.fixture(scope="module")
+def probe():
+    spec = importlib.util.spec_from_file_location("demo_probe", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed_ranges_expand_in_order(probe):
+    assert probe.seed_list("101-103,7") == [101, 102, 103, 7]
+
+
+def test_settings_reach_the_demo_config(probe):
+    cfg = demo_config("factorqvae", progress=False)
+    for text in ("train.lr=3e-3", "model.hparams.gamma=0.003"):
+        probe.override(cfg, *probe.setting(text))
+    assert cfg.train.lr == 3e-3 and cfg.model.hparams["gamma"] == 0.003
+    assert cfg.model.hparams["kl_weight"] == 0.0  # the demo's own change stays
+
+
+def test_bad_settings_are_refused(probe):
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        probe.setting("train.lr=fast")
+    with pytest.raises(KeyError):
+        probe.override(demo_config("ae", progress=False), "train.bogus", 1)
+
+
+def test_best_nmi_is_per_factor(probe):
+    nmi = [[0.1, 0.9, 0.2], [0.5, 0.05, 0.3]]  # factors x latents
+    assert probe.best_nmi({"infomec.nmi": nmi}) == [0.9, 0.5]
