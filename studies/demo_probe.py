@@ -1,9 +1,10 @@
 """Probe a change to ``fqvae demo`` on chosen seeds: one JSON row per model and seed.
 
 Each run is the demo's own (``fqvae.training.demo``: its data, the CPU recipe, 1,500 steps,
-metrics on 2,000/1,000 points, ``DEMO_HPARAMS``) with the given overrides on top. Rows append
-to ``ROWS`` (JSON lines), so an interrupted probe resumes: a (tag, model, seed) already there is
-skipped. Runs go to ``--work/TAG/seed-S`` and are replaced on a rerun.
+metrics on 2,000/1,000 points, ``DEMO_HPARAMS``) with the given overrides on top; ``--steps``
+goes through the recipe, so the schedules follow it. Rows append to ``ROWS`` (JSON lines), so
+an interrupted probe resumes: a (tag, model, seed) already there is skipped. Runs go to
+``--work/TAG/seed-S`` and are replaced on a rerun.
 
     python studies/demo_probe.py rows.jsonl --tag lr3e-3 --seeds 101-110 \\
         --set train.lr=3e-3 --models factorqvae,ae
@@ -70,6 +71,7 @@ def main() -> None:
     p.add_argument("--seeds", type=seed_list, required=True)
     p.add_argument("--models", type=lambda s: s.split(","), default=list(MODELS))
     p.add_argument("--set", type=setting, action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--steps", type=int, default=1500, help="training steps (the demo's 1500)")
     p.add_argument("--work", type=Path, default=Path("runs/demo-probe"))
     args = p.parse_args()
     if set(args.models) - set(MODELS):
@@ -89,12 +91,13 @@ def main() -> None:
         for model in args.models:
             if (args.tag, model, seed) in done:
                 continue
-            cfg = demo_config(model, out=str(args.work / args.tag / f"seed-{seed}"), seed=seed)
+            out = str(args.work / args.tag / f"seed-{seed}")
+            cfg = demo_config(model, steps=args.steps, out=out, seed=seed)
             for key, value in args.set:
                 override(cfg, key, value)
             start = time.perf_counter()
             metrics = run_demo({model: cfg}, dataset, overwrite=True)[model]
-            row = {"tag": args.tag, "model": model, "seed": seed}
+            row = {"tag": args.tag, "model": model, "seed": seed, "steps": args.steps}
             row["set"] = [f"{key}={json.dumps(value)}" for key, value in args.set]
             row["s"] = round(time.perf_counter() - start)
             row.update({key: round(metrics[key], 4) for key in KEYS})
