@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fqvae.models import MODELS as REGISTRY
 from fqvae.training.config import Config
 from fqvae.training.demo import MODELS, demo_config, demo_data, run_demo
 
@@ -69,13 +70,18 @@ def main() -> None:
     p.add_argument("rows", type=Path)
     p.add_argument("--tag", required=True)
     p.add_argument("--seeds", type=seed_list, required=True)
-    p.add_argument("--models", type=lambda s: s.split(","), default=list(MODELS))
+    p.add_argument(
+        "--models",
+        type=lambda s: s.split(","),
+        default=list(MODELS),
+        help="default: the demo's factorqvae,ae; any fqvae model trains the same way",
+    )
     p.add_argument("--set", type=setting, action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--steps", type=int, default=1500, help="training steps (the demo's 1500)")
     p.add_argument("--work", type=Path, default=Path("runs/demo-probe"))
     args = p.parse_args()
-    if set(args.models) - set(MODELS):
-        p.error(f"--models: expected some of {','.join(MODELS)}, got {','.join(args.models)}")
+    if set(args.models) - set(REGISTRY):
+        p.error(f"--models: expected model names ({', '.join(REGISTRY)}), got {args.models}")
     for key, value in args.set:
         try:
             override(demo_config(MODELS[0], progress=False), key, value)
