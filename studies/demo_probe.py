@@ -2,7 +2,7 @@
 
 Each run is the demo's own (``fqvae.training.demo``: its data, the CPU recipe, 1,500 steps,
 metrics on 2,000/1,000 points, ``DEMO_HPARAMS``) with the given overrides on top; ``--steps``
-goes through the recipe, so the schedules follow it. Rows append to ``ROWS`` (JSON lines), so
+goes through the recipe, so the schedules follow it. Rows append to ``rows`` (JSON lines), so
 an interrupted probe resumes: a (tag, model, seed) already there is skipped. Runs go to
 ``--work/TAG/seed-S`` and are replaced on a rerun.
 
@@ -49,7 +49,10 @@ def setting(text: str) -> tuple[str, Any]:
 
 def override(cfg: Config, key: str, value: Any) -> None:
     """Set ``train.lr`` or ``model.hparams.gamma`` style keys on ``cfg``; ``KeyError`` names an
-    unknown one."""
+    unknown one, ``ValueError`` ``train.iterations`` (the schedules are already resolved from
+    it: use ``--steps``)."""
+    if key == "train.iterations":
+        raise ValueError("set the steps with --steps, so the schedules follow them")
     if key.startswith("model.hparams."):
         cfg.model.hparams[key.removeprefix("model.hparams.")] = value
         return
@@ -87,6 +90,8 @@ def main() -> None:
             override(demo_config(MODELS[0], progress=False), key, value)
         except KeyError:
             p.error(f"--set {key}: no such setting (train.*, model.hparams.*, ...)")
+        except ValueError as exc:
+            p.error(f"--set {key}: {exc}")
     done = set()
     if args.rows.exists():
         for line in args.rows.read_text().splitlines():

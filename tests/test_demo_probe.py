@@ -36,6 +36,8 @@ def test_bad_settings_are_refused(probe):
         probe.setting("train.lr=fast")
     with pytest.raises(KeyError):
         probe.override(demo_config("ae", progress=False), "train.bogus", 1)
+    with pytest.raises(ValueError, match="--steps"):  # set after the schedules were resolved
+        probe.override(demo_config("ae", progress=False), "train.iterations", 3000)
 
 
 def test_best_nmi_is_per_factor(probe):
