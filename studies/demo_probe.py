@@ -16,10 +16,9 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from fqvae.models import MODELS as REGISTRY
-from fqvae.training.config import Config
+from fqvae.training.config import Config, ConfigError, set_key
 from fqvae.training.demo import MODELS, demo_config, demo_data, run_demo
 
 #: the metrics each row keeps (4 decimals), beside the latents in use and the best NMIs
@@ -35,32 +34,16 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
-def setting(text: str) -> tuple[str, Any]:
-    """``"train.lr=3e-3"`` -> ``("train.lr", 0.003)``; the value is parsed as JSON."""
-    key, sep, value = text.partition("=")
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        sep = ""
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a JSON value, got {text!r}")
-    return key, parsed
-
-
-def override(cfg: Config, key: str, value: Any) -> None:
-    """Set ``train.lr`` or ``model.hparams.gamma`` style keys on ``cfg``; ``KeyError`` names an
-    unknown one, ``ValueError`` ``train.iterations`` (the schedules are already resolved from
-    it: use ``--steps``)."""
+def override(cfg: Config, item: str) -> None:
+    """Apply ``KEY=VALUE`` to ``cfg`` as ``fqvae train --set`` does (:func:`set_key`); raises
+    ``ConfigError`` for a malformed item, an unknown key or a bad value, and for
+    ``train.iterations``, whose schedules the recipe has already resolved (use ``--steps``)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"expected KEY=VALUE, got {item!r}")
     if key == "train.iterations":
-        raise ValueError("set the steps with --steps, so the schedules follow them")
-    if key.startswith("model.hparams."):
-        cfg.model.hparams[key.removeprefix("model.hparams.")] = value
-        return
-    section, _, name = key.partition(".")
-    target = getattr(cfg, section, None)
-    if target is None or not name or not hasattr(target, name):
-        raise KeyError(key)
-    setattr(target, name, value)
+        raise ConfigError("set the steps with --steps, so the schedules follow them")
+    set_key(cfg, key, value)
 
 
 def best_nmi(metrics: dict) -> list[float]:
@@ -79,19 +62,17 @@ def main() -> None:
         default=list(MODELS),
         help="default: the demo's factorqvae,ae; any fqvae model trains the same way",
     )
-    p.add_argument("--set", type=setting, action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--steps", type=int, default=1500, help="training steps (the demo's 1500)")
     p.add_argument("--work", type=Path, default=Path("runs/demo-probe"))
     args = p.parse_args()
     if set(args.models) - set(REGISTRY):
         p.error(f"--models: expected model names ({', '.join(REGISTRY)}), got {args.models}")
-    for key, value in args.set:
+    for item in args.set:
         try:
-            override(demo_config(MODELS[0], progress=False), key, value)
-        except KeyError:
-            p.error(f"--set {key}: no such setting (train.*, model.hparams.*, ...)")
-        except ValueError as exc:
-            p.error(f"--set {key}: {exc}")
+            override(demo_config(MODELS[0], progress=False), item)
+        except ConfigError as exc:
+            p.error(f"--set {item}: {exc}")
     done = set()
     if args.rows.exists():
         for line in args.rows.read_text().splitlines():
@@ -104,12 +85,12 @@ def main() -> None:
                 continue
             out = str(args.work / args.tag / f"seed-{seed}")
             cfg = demo_config(model, steps=args.steps, out=out, seed=seed)
-            for key, value in args.set:
-                override(cfg, key, value)
+            for item in args.set:
+                override(cfg, item)
             start = time.perf_counter()
             metrics = run_demo({model: cfg}, dataset, overwrite=True)[model]
             row = {"tag": args.tag, "model": model, "seed": seed, "steps": args.steps}
-            row["set"] = [f"{key}={json.dumps(value)}" for key, value in args.set]
+            row["set"] = args.set
             row["s"] = round(time.perf_counter() - start)
             row.update({key: round(metrics[key], 4) for key in KEYS})
             row["in_use"] = metrics["infomec.num_active"]

@@ -1,11 +1,11 @@
 """studies/demo_probe.py: the settings it parses are the ones the demo's runs get."""
 
-import argparse
 import importlib.util
 from pathlib import Path
 
 import pytest
 
+from fqvae.training.config import ConfigError
 from fqvae.training.demo import demo_config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "demo_probe.py"
@@ -25,19 +25,22 @@ def test_seed_ranges_expand_in_order(probe):
 
 def test_settings_reach_the_demo_config(probe):
     cfg = demo_config("factorqvae", progress=False)
-    for text in ("train.lr=3e-3", "model.hparams.gamma=0.003"):
-        probe.override(cfg, *probe.setting(text))
+    for item in ("train.lr=3e-3", "model.hparams.gamma=0.003"):
+        probe.override(cfg, item)
     assert cfg.train.lr == 3e-3 and cfg.model.hparams["gamma"] == 0.003
     assert cfg.model.hparams["kl_weight"] == 0.0  # the demo's own change stays
 
 
 def test_bad_settings_are_refused(probe):
-    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
-        probe.setting("train.lr=fast")
-    with pytest.raises(KeyError):
-        probe.override(demo_config("ae", progress=False), "train.bogus", 1)
-    with pytest.raises(ValueError, match="--steps"):  # set after the schedules were resolved
-        probe.override(demo_config("ae", progress=False), "train.iterations", 3000)
+    cfg = demo_config("ae", progress=False)
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        probe.override(cfg, "train.lr")
+    with pytest.raises(ConfigError, match="train.lr"):
+        probe.override(cfg, "train.lr=fast")
+    with pytest.raises(ConfigError, match="unknown config key"):
+        probe.override(cfg, "train.bogus=1")
+    with pytest.raises(ConfigError, match="--steps"):  # set after the schedules were resolved
+        probe.override(cfg, "train.iterations=3000")
 
 
 def test_best_nmi_is_per_factor(probe):
