@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from fqvae.models import MODELS as REGISTRY
+from fqvae.models import hparam_names
 from fqvae.training.config import Config, ConfigError, set_key
 from fqvae.training.demo import MODELS, demo_config, demo_data, run_demo
 
@@ -36,13 +37,16 @@ def seed_list(text: str) -> list[int]:
 
 def override(cfg: Config, item: str) -> None:
     """Apply ``KEY=VALUE`` to ``cfg`` as ``fqvae train --set`` does (:func:`set_key`); raises
-    ``ConfigError`` for a malformed item, an unknown key or a bad value, and for
-    ``train.iterations``, whose schedules the recipe has already resolved (use ``--steps``)."""
+    ``ConfigError`` for a malformed item, an unknown key, a hparam the model lacks, a bad value,
+    and ``train.iterations``, whose schedules the recipe has already resolved (use ``--steps``)."""
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"expected KEY=VALUE, got {item!r}")
     if key == "train.iterations":
         raise ConfigError("set the steps with --steps, so the schedules follow them")
+    name = key.removeprefix("model.hparams.")
+    if name != key and name not in hparam_names(cfg.model.name):
+        raise ConfigError(f"model {cfg.model.name!r} has no hparam {name!r}")
     set_key(cfg, key, value)
 
 
@@ -68,11 +72,12 @@ def main() -> None:
     args = p.parse_args()
     if set(args.models) - set(REGISTRY):
         p.error(f"--models: expected model names ({', '.join(REGISTRY)}), got {args.models}")
-    for item in args.set:
-        try:
-            override(demo_config(MODELS[0], progress=False), item)
-        except ConfigError as exc:
-            p.error(f"--set {item}: {exc}")
+    for model in args.models:  # every override must fit every model before the first run
+        for item in args.set:
+            try:
+                override(demo_config(model, progress=False), item)
+            except ConfigError as exc:
+                p.error(f"--set {item} ({model}): {exc}")
     done = set()
     if args.rows.exists():
         for line in args.rows.read_text().splitlines():
