@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from fqvae.models import MODELS as REGISTRY
-from fqvae.models import hparam_names
 from fqvae.training.config import Config, ConfigError, set_key
 from fqvae.training.demo import MODELS, demo_config, demo_data, run_demo
+from fqvae.training.presets import check_hparams
 
 #: the metrics each row keeps (4 decimals), beside the latents in use and the best NMIs
 KEYS = ("dci.disentanglement", "dci.completeness", "infomec.infom", "infomec.infoc", "recon.mse")
@@ -44,9 +44,8 @@ def override(cfg: Config, item: str) -> None:
         raise ConfigError(f"expected KEY=VALUE, got {item!r}")
     if key == "train.iterations":
         raise ConfigError("set the steps with --steps, so the schedules follow them")
-    name = key.removeprefix("model.hparams.")
-    if name != key and name not in hparam_names(cfg.model.name):
-        raise ConfigError(f"model {cfg.model.name!r} has no hparam {name!r}")
+    if key.startswith("model.hparams."):
+        check_hparams(cfg.model.name, [key.removeprefix("model.hparams.")])
     set_key(cfg, key, value)
 
 

@@ -39,7 +39,7 @@ def test_bad_settings_are_refused(probe):
         probe.override(cfg, "train.lr=fast")
     with pytest.raises(ConfigError, match="unknown config key"):
         probe.override(cfg, "train.bogus=1")
-    with pytest.raises(ConfigError, match="no hparam 'gamma'"):  # the AE has no TC term
+    with pytest.raises(ConfigError, match=r"no hparams \['gamma'\]"):  # the AE has no TC term
         probe.override(cfg, "model.hparams.gamma=0.003")
     with pytest.raises(ConfigError, match="--steps"):  # set after the schedules were resolved
         probe.override(cfg, "train.iterations=3000")

@@ -22,6 +22,8 @@ reported as notes, which the trainer prints and writes into the manifest.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from fqvae.data import table
 from fqvae.models import hparam_defaults, hparam_names
 from fqvae.training.checks import validate
@@ -109,15 +111,20 @@ def resolve(cfg: Config) -> list[str]:
         cfg.data.image_size = entry.get("image_size")
     if "arch" in cfg.model.hparams:
         raise ConfigError("set the backbone with model.arch (--arch), not model.hparams.arch")
-    unknown = sorted(set(cfg.model.hparams) - set(hparam_names(model)))
+    check_hparams(model, cfg.model.hparams)
+    cfg.model.hparams = {**hparams, **cfg.model.hparams}
+    validate(cfg)
+    return notes
+
+
+def check_hparams(model: str, names: Iterable[str]) -> None:
+    """Raise ``ConfigError`` naming any of ``names`` that ``model`` takes no hparam of."""
+    unknown = sorted(set(names) - set(hparam_names(model)))
     if unknown:
         raise ConfigError(
             f"model {model!r} has no hparams {unknown}; its hparams: "
             f"{', '.join(hparam_names(model))}"
         )
-    cfg.model.hparams = {**hparams, **cfg.model.hparams}
-    validate(cfg)
-    return notes
 
 
 def _runs_on_cpu(cfg: Config) -> bool:
