@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from fqvae.models import MODELS as REGISTRY
-from fqvae.training.config import Config, ConfigError, set_key
+from fqvae.training.config import Config, ConfigError, set_item
 from fqvae.training.demo import MODELS, demo_config, demo_data, run_demo
 from fqvae.training.presets import check_hparams
 
@@ -36,17 +36,15 @@ def seed_list(text: str) -> list[int]:
 
 
 def override(cfg: Config, item: str) -> None:
-    """Apply ``KEY=VALUE`` to ``cfg`` as ``fqvae train --set`` does (:func:`set_key`); raises
+    """Apply ``KEY=VALUE`` to ``cfg`` as ``fqvae train --set`` does (:func:`set_item`); raises
     ``ConfigError`` for a malformed item, an unknown key, a hparam the model lacks, a bad value,
     and ``train.iterations``, whose schedules the recipe has already resolved (use ``--steps``)."""
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"expected KEY=VALUE, got {item!r}")
+    key = item.partition("=")[0].strip()
     if key == "train.iterations":
         raise ConfigError("set the steps with --steps, so the schedules follow them")
     if key.startswith("model.hparams."):
         check_hparams(cfg.model.name, [key.removeprefix("model.hparams.")])
-    set_key(cfg, key, value)
+    set_item(cfg, item)
 
 
 def best_nmi(metrics: dict) -> list[float]:
@@ -72,9 +70,10 @@ def main() -> None:
     if set(args.models) - set(REGISTRY):
         p.error(f"--models: expected model names ({', '.join(REGISTRY)}), got {args.models}")
     for model in args.models:  # every override must fit every model before the first run
+        cfg = demo_config(model, progress=False)
         for item in args.set:
             try:
-                override(demo_config(model, progress=False), item)
+                override(cfg, item)
             except ConfigError as exc:
                 p.error(f"--set {item} ({model}): {exc}")
     done = set()

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from fqvae.training.config import Config, ConfigError, get_key, set_key
+from fqvae.training.config import Config, ConfigError, get_key, set_item, set_key
 
 # command-line flag (argparse dest) -> config key
 FLAGS = {
@@ -218,10 +218,7 @@ def _apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
     if args.out:
         cfg.out = args.out
     for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        set_key(cfg, key.strip(), value)
+        set_item(cfg, item)
 
 
 def _list() -> str:

@@ -180,6 +180,14 @@ def set_key(cfg: Config, key: str, value: Any, parse: bool = True) -> None:
     setattr(obj, name, _coerce(key, _parse_text(value) if parse else value, hint))
 
 
+def set_item(cfg: Config, item: str) -> None:
+    """Apply one ``--set`` item, ``"KEY=VALUE"``, through :func:`set_key`."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+    set_key(cfg, key.strip(), value)
+
+
 def _field_names(obj: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(obj)}
 
