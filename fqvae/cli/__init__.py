@@ -19,8 +19,25 @@ _SUBCOMMANDS = {
 }
 
 
+#: what ``fqvae --help`` says above the command list
+DESCRIPTION = """\
+Disentangled representation learning with quantized latents.
+
+Start here:
+  fqvae demo                       FactorQVAE against an autoencoder, a few minutes on a CPU
+  fqvae data make shapes3d --out shapes3d.h5
+  fqvae train --model factorqvae --data shapes3d --data-path shapes3d.h5
+  fqvae eval runs/factorqvae-shapes3d/checkpoint.pt
+
+`fqvae COMMAND --help` describes each command; README.md has the full guide."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fqvae", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fqvae",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for module in _SUBCOMMANDS.values():
         try:

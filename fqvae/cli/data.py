@@ -50,7 +50,11 @@ def _prepare(args: argparse.Namespace) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command and its ``make``, ``show`` and ``prepare`` subcommands."""
     data = subparsers.add_parser(
-        "data", help="datasets: make replicas, show factors, prepare caches"
+        "data",
+        help="datasets: make replicas, show factors, prepare caches",
+        description="Datasets. make writes a procedural replica of dSprites or Shapes3D in the "
+        "real file layout (no download needed), show draws one row per factor, and prepare "
+        "converts original files into a memory-mappable cache, optionally at a smaller size.",
     )
     sub = data.add_subparsers(dest="data_command", required=True)
 

@@ -1,4 +1,4 @@
-"""``fqvae demo``: FactorQVAE against an autoencoder on the CPU in minutes (:mod:`fqvae.demo`)."""
+"""``fqvae demo``: the command line of :mod:`fqvae.training.demo`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numpy as np
 
 from fqvae.files import check_output_file
 from fqvae.metrics.report import write_json
-from fqvae.training import demo as library
 from fqvae.training.config import ConfigError
 from fqvae.training.demo import (
     MODELS,
@@ -23,19 +22,30 @@ from fqvae.training.demo import (
 )
 from fqvae.training.run_folder import check_run_folder
 
+#: what ``fqvae demo --help`` says
+DESCRIPTION = (
+    "Train FactorQVAE and a plain autoencoder the same way (small backbone, 32x32 images; "
+    f"{recipe_note()}) on a 5,000-image Shapes3D replica rendered in memory (every floor, wall and "
+    "object hue, five orientations of one cube), then print their disentanglement metrics, "
+    "reconstruction error and latents in use side by side. OUT/MODEL/traversals.png holds each "
+    "model's latent traversals, OUT/nmi.png their latent-factor NMI matrices. About 3-9 minutes "
+    "on 2 CPU cores at the default 1,500 steps; --steps 6000 (about 11 minutes) separates the "
+    "two models more clearly. README.md, section Results, has the numbers over ten seeds."
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
     p = subparsers.add_parser(
         "demo",
         help="FactorQVAE vs an autoencoder on the CPU in minutes",
-        description=library.__doc__,
+        description=DESCRIPTION,
     )
     p.add_argument("--steps", type=int, default=1500, help="training steps per model (1500)")
     p.add_argument("--out", default="runs/demo", help="output folder (runs/demo)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--num-train", type=int, default=2000, help="metric sample size (2000)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seed of both runs (1)")
     p.add_argument("--json", type=Path, help="also write both results to this JSON file")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     p.set_defaults(func=run)

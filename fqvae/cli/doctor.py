@@ -1,4 +1,4 @@
-"""``fqvae doctor`` (also ``python -m fqvae doctor``): what this installation can run, and why not.
+"""fqvae doctor (also python -m fqvae doctor): what this installation can run, and why not.
 
 Prints the versions of Python, PyTorch and Triton, the compiler and ninja that build the kernels,
 the CUDA toolkit, where the compiled kernels are cached, and for each device the backends that

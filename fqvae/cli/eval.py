@@ -1,4 +1,5 @@
-"""``fqvae eval CHECKPOINT``: sample a trained model's codes, print the metric table, write JSON."""
+"""fqvae eval CHECKPOINT: sample a trained model's codes on its dataset, print the metric table
+and write it as JSON (default: beside the checkpoint)."""
 
 from __future__ import annotations
 

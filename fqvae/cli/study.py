@@ -1,10 +1,10 @@
-"""``fqvae study``: run a grid of models x seeds from a TOML spec, and report on it.
+"""fqvae study: run a grid of models x seeds from a TOML spec, and report on it.
 
-Examples::
+Examples:
 
     fqvae study run studies/shapes3d-cpu.toml --out runs/shapes3d-cpu --jobs 2
     fqvae study run studies/shapes3d-cpu.toml --out runs/shapes3d-cpu --shard 2/4
-    fqvae study report studies/shapes3d
+    fqvae study report runs/shapes3d-cpu
 
 The spec format and the report are described in docs/study.md.
 """

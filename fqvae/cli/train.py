@@ -1,6 +1,7 @@
-"""``fqvae train``: resolve a run's configuration from presets and overrides, then train.
+"""fqvae train: resolve a run's configuration from a preset (the published settings), the
+recipe (cpu or paper) and your overrides, then train, checkpoint and evaluate it.
 
-Examples::
+Examples:
 
     fqvae train --preset factorqvae-shapes3d --data-path 3dshapes.h5 --out runs/fq
     fqvae train --model factorqvae --data toy --arch small --steps 2000 --out runs/toy
