@@ -46,3 +46,20 @@ def test_repr_on_a_model_with_one_representation_is_refused(capsys, tmp_path):
     assert main(argv) == 0
     line = error_line(capsys, ["eval", str(out / "checkpoint.pt"), "--repr", "value"])
     assert "--repr: model 'ae' has one representation" in line
+
+
+def test_eval_takes_the_run_folder(finished_run, tmp_path):
+    """``fqvae eval RUN`` reads ``RUN/checkpoint.pt``: the same numbers as naming the file."""
+    reports = [tmp_path / "folder.json", tmp_path / "file.json"]
+    for target, report in zip([finished_run, finished_run / "checkpoint.pt"], reports):
+        argv = ["eval", str(target), "--num-train", "64", "--num-test", "32", "--metrics",
+                "dci", "--n-jobs", "1", "--seed", "3", "--json", str(report)]  # fmt: skip
+        assert main(argv) == 0
+    folder, file = (json.loads(r.read_text()) for r in reports)
+    assert folder["checkpoint"] == str(finished_run / "checkpoint.pt")
+    assert folder["dci.disentanglement"] == file["dci.disentanglement"]
+
+
+def test_eval_on_a_folder_without_a_checkpoint_names_the_file(capsys, tmp_path):
+    line = error_line(capsys, ["eval", str(tmp_path)])
+    assert f"no checkpoint at {tmp_path / 'checkpoint.pt'}" in line

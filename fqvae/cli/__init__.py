@@ -27,7 +27,7 @@ Start here:
   fqvae demo                       FactorQVAE against an autoencoder, a few minutes on a CPU
   fqvae data make shapes3d --out shapes3d.h5
   fqvae train --model factorqvae --data shapes3d --data-path shapes3d.h5
-  fqvae eval runs/factorqvae-shapes3d/checkpoint.pt
+  fqvae eval runs/factorqvae-shapes3d
 
 `fqvae COMMAND --help` describes each command; README.md has the full guide."""
 

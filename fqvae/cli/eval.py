@@ -1,5 +1,5 @@
 """fqvae eval CHECKPOINT: sample a trained model's codes on its dataset, print the metric table
-and write it as JSON (default: beside the checkpoint)."""
+and write it as JSON (default: beside the checkpoint). CHECKPOINT may be the run folder."""
 
 from __future__ import annotations
 
@@ -29,7 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compute disentanglement metrics of a checkpoint",
         description=__doc__,
     )
-    p.add_argument("checkpoint", type=Path, help="checkpoint written by `fqvae train`")
+    p.add_argument(
+        "checkpoint",
+        type=Path,
+        help="checkpoint written by `fqvae train`, or the run folder that holds it",
+    )
     p.add_argument("--data", help="dataset name (default: the one the model was trained on)")
     p.add_argument("--data-path", type=Path, help="dataset file or folder (default: lookup)")
     p.add_argument(
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fqvae import data
+    from fqvae.training.checkpoint import CHECKPOINT
     from fqvae.training.evaluation import FIGURE_IMAGES, load_for_eval, reconstruct_sample
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -75,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--device {device}: CUDA is not available on this machine")
         if args.n_jobs == 0:
             raise ValueError("--n-jobs must be a non-zero int (-1: all cores), got 0")
+        if args.checkpoint.is_dir():  # a run folder: its checkpoint
+            args.checkpoint = args.checkpoint / CHECKPOINT
         json_path = args.json or args.checkpoint.with_suffix(".metrics.json")
         check_output_file(json_path, "--json")
         representation_fn, discrete, data_name = load_for_eval(args.checkpoint, device, args.repr)
