@@ -522,6 +522,37 @@ def test_codebook_scale_widens_the_initial_codebook(name):
     torch.testing.assert_close(wide, 5.0 * unit)
 
 
+@pytest.mark.parametrize("name", ["qvae", "factorqvae"])
+def test_per_dim_codebook_ablation(name):
+    """``codebook="per_dim"``: each latent draws and learns K values of its own, reads them
+    through the same Gumbel-softmax, and its codes index its own row; the default stays the
+    paper's one shared codebook."""
+    args = {"in_channels": 3, "image_size": 32, "num_latents": 4, "arch": "small"}
+    if name == "factorqvae":
+        args.update(SMALL_DISC)
+    assert build_model(name, **args).latent.codebook.shape == (64,)
+    torch.manual_seed(0)
+    unit = build_model(name, **args, codebook="per_dim").latent.codebook.detach().clone()
+    torch.manual_seed(0)
+    model = build_model(name, **args, codebook="per_dim", codebook_scale=5.0)
+    values = model.latent.codebook
+    assert values.shape == (4, 64)
+    torch.testing.assert_close(values.detach(), 5.0 * unit)  # the scale applies to every row
+    assert not torch.equal(unit[0], unit[1])  # one draw per latent
+    x = torch.rand(6, 3, 32, 32) - 0.5
+    terms = model(x)
+    terms["loss"].backward()
+    assert values.grad is not None and (values.grad.abs().sum(dim=1) > 0).all()
+    model.eval()
+    with torch.no_grad():
+        index = model.representation(x)
+        value = model.encode_latents(x)
+    assert index.shape == (6, 4) and not index.dtype.is_floating_point
+    rows = torch.arange(4).expand(6, -1)
+    torch.testing.assert_close(value, values.detach()[rows, index])  # each latent's own row
+    assert model.traversal_values(5).shape == (4, 5)
+
+
 def test_qlae_arch_at_64():
     model = build_model("qlae_hsu2023", in_channels=3, image_size=64, num_latents=12)
     assert model.arch == "qlae" and model.pixels == "unit"
@@ -645,6 +676,8 @@ def test_unknown_model_name():
         ("vae", {"repr": "index"}, ValueError, "repr"),
         ("qvae", {"tau_init": 0.0}, ValueError, "tau_init"),
         ("qvae", {"codebook_scale": 0.0}, ValueError, "codebook_scale"),
+        ("factorqvae", {"codebook": "shared"}, ValueError, "codebook"),
+        ("dvae", {"codebook": "per_dim"}, ValueError, "codebook must be 'global' for dvae"),
         ("ae", {"lr_cycle": "twice"}, ValueError, "lr_cycle"),
         ("ae", {"weight_decay": 0.1}, ValueError, "optimizer"),
         ("qlae_hsu2023", {"lr_t_max": 10}, ValueError, "lr_schedule"),

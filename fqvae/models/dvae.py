@@ -30,6 +30,11 @@ class DVAE(QVAE):
     ) -> None:
         if isinstance(num_values, bool) or not isinstance(num_values, int) or num_values < 2:
             raise ValueError(f"num_values must be an int >= 2, got {num_values!r}")
+        if options.get("codebook", "global") != "global":
+            raise ValueError(
+                f"codebook must be 'global' for {self.name} (its logits select values of one "
+                f"shared codebook), got {options['codebook']!r}"
+            )
         super().__init__(arch=arch, num_values=num_values, kl_weight=kl_weight, **options)
 
     @staticmethod

@@ -1,5 +1,6 @@
 """QVAE: a global scalar codebook with the Gumbel-softmax relaxation and a KL to the uniform
-prior (FactorQVAE spec §1, §11), without the TC term."""
+prior (FactorQVAE spec §1, §11), without the TC term. ``codebook="per_dim"`` (one row of values
+per latent, as QLAE's) is an ablation, not the paper's model."""
 
 from __future__ import annotations
 
@@ -20,17 +21,22 @@ from fqvae.quantizers import QuantizeOutput, ScalarQuantize
 from fqvae.schedules import ExponentialTau
 
 CODEBOOK_INITS = ("normal", "uniform")
+CODEBOOKS = ("global", "per_dim")
 
 
-def initial_codebook(kind: str, num_values: int, scale: float = 1.0) -> Tensor:
-    """``(K,)`` values: ``scale`` times N(0, 1) (``"normal"``, the reference at scale 1) or
-    U(-1/K, 1/K) (``"uniform"``)."""
+def initial_codebook(
+    kind: str, num_values: int, scale: float = 1.0, rows: int | None = None
+) -> Tensor:
+    """``(K,)`` values, or ``(rows, K)`` with ``rows`` (one independent draw per latent):
+    ``scale`` times N(0, 1) (``"normal"``, the reference at scale 1) or U(-1/K, 1/K)
+    (``"uniform"``)."""
     check_choice("codebook_init", kind, CODEBOOK_INITS)
     if not scale > 0:
         raise ValueError(f"codebook_scale must be > 0, got {scale}")
+    shape = (num_values,) if rows is None else (rows, num_values)
     if kind == "normal":
-        return scale * torch.randn(num_values)
-    return scale * torch.empty(num_values).uniform_(-1.0 / num_values, 1.0 / num_values)
+        return scale * torch.randn(shape)
+    return scale * torch.empty(shape).uniform_(-1.0 / num_values, 1.0 / num_values)
 
 
 def check_tau(tau_rate: float, tau_init: float) -> None:
@@ -46,6 +52,8 @@ class QVAE(AutoencoderModel):
     ``tau = tau_init * exp(-tau_rate * it)`` is set by :meth:`set_step` (it = completed batches).
     ``repr``: ``"index"`` (codebook index, the reference) or ``"value"``. The codebook starts at
     ``codebook_scale`` times its ``codebook_init`` draw (1: the reference's N(0, 1)).
+    ``codebook``: ``"global"`` (the paper's: K values shared by every latent) or ``"per_dim"``
+    (an ablation: K values of its own for each latent, ``(L, K)``).
 
     dVAE reuses everything here and swaps the encoder head and the latent module
     (:meth:`head_size`, :meth:`make_latent`); the latent returns a :class:`QuantizeOutput`.
@@ -65,6 +73,7 @@ class QVAE(AutoencoderModel):
         tau_init: float = 1.0,
         codebook_init: str = "normal",
         codebook_scale: float = 1.0,
+        codebook: str = "global",
         repr: str = "index",
         **base: Any,
     ) -> None:
@@ -75,8 +84,10 @@ class QVAE(AutoencoderModel):
         self.kl_weight = float(kl_weight)
         self.num_values = num_values
         self.repr_kind = check_choice("repr", repr, ("index", "value"))
-        codebook = initial_codebook(codebook_init, num_values, codebook_scale)
-        self.latent = self.make_latent(codebook, ExponentialTau(rate=tau_rate, start=tau_init))
+        self.codebook_kind = check_choice("codebook", codebook, CODEBOOKS)
+        rows = num_latents if codebook == "per_dim" else None
+        values = initial_codebook(codebook_init, num_values, codebook_scale, rows)
+        self.latent = self.make_latent(values, ExponentialTau(rate=tau_rate, start=tau_init))
 
     @staticmethod
     def head_size(num_latents: int, num_values: int) -> int:
@@ -84,11 +95,12 @@ class QVAE(AutoencoderModel):
         return num_latents
 
     def make_latent(self, codebook: Tensor, schedule: ExponentialTau) -> nn.Module:
-        """The latent module: the global codebook read by a Gumbel-softmax over ``-(z - c)^2``."""
+        """The latent module: the codebook ``(K,)`` or ``(L, K)`` read by a Gumbel-softmax over
+        ``-(z - c)^2``."""
         return ScalarQuantize(
-            len(codebook),
+            codebook.shape[-1],
             self.num_latents,
-            codebook="global",
+            codebook=self.codebook_kind,
             mode="gumbel",
             init=codebook,
             kl_weight=1.0,
