@@ -563,7 +563,16 @@ def test_ddp_two_processes_sync_codebook(tmp_path):
     import torch.multiprocessing as mp
 
     init_file = tempfile.mktemp(dir=tmp_path)
-    mp.spawn(_ddp_worker, args=(2, init_file, str(tmp_path)), nprocs=2, join=True)
+    try:
+        mp.spawn(_ddp_worker, args=(2, init_file, str(tmp_path)), nprocs=2, join=True)
+    except mp.ProcessExitedException as exc:
+        # gloo can still abort a rank while the group is torn down after the barrier (seen once
+        # in CI on a loaded machine: SIGABRT, "terminate called without an active exception");
+        # the test is about what the ranks trained, so a teardown abort after both ranks wrote
+        # every codebook passes, and one before that fails here
+        written = [tmp_path / f"{m}{r}.pt" for m in ("nearest", "gumbel") for r in (0, 1)]
+        if exc.signal_name != "SIGABRT" or not all(p.is_file() for p in written):
+            raise
     for mode in ("nearest", "gumbel"):
         cb0 = torch.load(tmp_path / f"{mode}0.pt", weights_only=True)
         cb1 = torch.load(tmp_path / f"{mode}1.pt", weights_only=True)
