@@ -1,0 +1,124 @@
+"""What DCI, InfoMEC and MIG give a code that holds some factors perfectly and nothing else.
+
+A trained model that separates the three hues of the Shapes3D replica but learns none of its
+geometry scores what the "hues" row here scores, however clean its hue latents are. Each code
+has twelve latents (the studies' count): one latent per kept factor, holding that factor's
+class exactly, and the other latents constant (as FactorQVAE's switched-off latents are) or,
+with ``noise``, uniform draws from 64 values that carry nothing.
+
+The codes go through ``fqvae.metrics.evaluate`` exactly as a study run's final evaluation does
+(the ``factorqvae`` preset, its sampling seed, 10,000/5,000 points by default); only the images
+are replaced by their factor classes, read by a code that copies the kept ones.
+
+    python studies/metric_ceiling.py --out studies/results/shapes3d-metric-ceiling/ceiling.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fqvae.data import GroundTruthDataset
+from fqvae.data.registry import table
+from fqvae.metrics import evaluate
+
+NUM_LATENTS = 12
+NOISE_VALUES = 64
+#: label -> (factor names held by a latent each, whether the other latents carry noise)
+CODES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "all six factors": (
+        ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"),
+        False,
+    ),
+    "hues, scale, shape": (("floor_hue", "wall_hue", "object_hue", "scale", "shape"), False),
+    "hues, scale, orientation": (
+        ("floor_hue", "wall_hue", "object_hue", "scale", "orientation"),
+        False,
+    ),
+    "hues, scale": (("floor_hue", "wall_hue", "object_hue", "scale"), False),
+    "hues, shape": (("floor_hue", "wall_hue", "object_hue", "shape"), False),
+    "hues, orientation": (("floor_hue", "wall_hue", "object_hue", "orientation"), False),
+    "hues": (("floor_hue", "wall_hue", "object_hue"), False),
+    "hues, 9 noise latents": (("floor_hue", "wall_hue", "object_hue"), True),
+}
+KEYS = (
+    "dci.disentanglement",
+    "dci.completeness",
+    "dci.informativeness",
+    "infomec.infom",
+    "infomec.infoc",
+    "mig.mig",
+)
+
+
+def class_dataset() -> GroundTruthDataset:
+    """The Shapes3D factor grid with each "image" (1x1, one channel per factor, uint8) holding
+    its own factor classes, so that ``batch(..., pixels="unit")`` returns them as floats."""
+    grid = table("shapes3d")
+    classes = grid.all_classes().astype(np.uint8)
+    images = classes[:, None, None, :]
+    return GroundTruthDataset("shapes3d-classes", images, grid, max_value=1)
+
+
+class KeepFactors(torch.nn.Module):
+    """Code (n, 12) float32 from class "images" (n, F, 1, 1): latent j holds factor
+    ``keep[j]``; the other latents are 0, or with ``noise`` uniform draws from 64 values."""
+
+    def __init__(self, keep: list[int], noise: bool, seed: int = 0) -> None:
+        super().__init__()
+        self.keep, self.noise = keep, noise
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        classes = x[:, :, 0, 0]
+        code = torch.zeros(len(x), NUM_LATENTS)
+        if self.noise:
+            code = torch.randint(0, NOISE_VALUES, code.shape, generator=self.gen).float()
+        code[:, : len(self.keep)] = classes[:, self.keep]
+        return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--num-train", type=int, default=10000)
+    parser.add_argument("--num-test", type=int, default=5000)
+    parser.add_argument("--n-jobs", type=int, default=1)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        print(f"metric_ceiling: error: --out {out} exists; pass --overwrite", file=sys.stderr)
+        return 2
+    dataset = class_dataset()
+    names = dataset.factor_names
+    rows = {}
+    for label, (kept, noise) in CODES.items():
+        code = KeepFactors([names.index(n) for n in kept], noise)
+        result = evaluate(
+            code,
+            dataset,
+            metrics=("dci", "infomec", "mig"),
+            num_train=args.num_train,
+            num_test=args.num_test,
+            preset="factorqvae",
+            discrete=True,
+            pixels="unit",
+            n_jobs=args.n_jobs,
+            progress=False,
+        )
+        rows[label] = {k: float(result[k]) for k in KEYS}
+        print(label, "  ".join(f"{k} {v:.3f}" for k, v in rows[label].items()), flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"num_train": args.num_train, "num_test": args.num_test, "preset": "factorqvae"}
+    out.write_text(json.dumps({"settings": meta, "codes": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
