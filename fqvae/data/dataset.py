@@ -7,6 +7,7 @@ from functools import cached_property
 
 import numpy as np
 import torch
+from einops import rearrange
 
 from fqvae.data.factors import FactorTable
 
@@ -149,7 +150,8 @@ class GroundTruthDataset:
         if pixels not in PIXEL_MODES:
             raise ValueError(f"pixels must be one of {PIXEL_MODES}, got {pixels!r}")
         host = torch.from_numpy(np.ascontiguousarray(self.images[np.asarray(indices)]))
-        x = host.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(self.max_value)
+        x = rearrange(host.to(device, non_blocking=True), "n h w c -> n c h w")
+        x = x.float().div_(self.max_value)
         return x.sub_(0.5) if pixels == "centered" else x
 
     def split(self, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

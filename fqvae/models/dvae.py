@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from einops import rearrange
 from torch import Tensor, nn
 
 from fqvae.models.qvae import QVAE
@@ -47,4 +48,4 @@ class DVAE(QVAE):
 
     def noise_free_indices(self, head: Tensor) -> Tensor:
         """``(B, L)`` int64: the argmax of each latent's logits in ``head`` ``(B, L * K)``."""
-        return head.detach().view(len(head), self.num_latents, -1).argmax(-1)
+        return rearrange(head.detach(), "b (l k) -> b l k", l=self.num_latents).argmax(-1)

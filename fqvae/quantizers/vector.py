@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 
@@ -32,7 +33,7 @@ class VectorQuantize(nn.Module):
         self.embeddings = nn.Parameter(torch.empty(num_embeddings, dim).uniform_(-bound, bound))
 
     def forward(self, z: Tensor, num_latents: int) -> VectorCodes:
-        vectors = z.reshape(z.shape[0], num_latents, -1)
+        vectors = rearrange(z, "b (l d) -> b l d", l=num_latents)
         emb = self.embeddings
         dist = (vectors.square().sum(-1, keepdim=True) - 2 * vectors @ emb.T) + emb.square().sum(-1)
         indices = dist.argmin(-1)
@@ -40,8 +41,8 @@ class VectorQuantize(nn.Module):
         codebook = (vectors.detach() - chosen).square().mean()
         commit = (vectors - chosen.detach()).square().mean()
         quantized = vectors + (chosen - vectors).detach()
-        return VectorCodes(quantized.reshape(z.shape), indices, codebook, commit)
+        return VectorCodes(rearrange(quantized, "b l d -> b (l d)"), indices, codebook, commit)
 
     def lookup(self, indices: Tensor) -> Tensor:
         """``(B, L * dim)`` embeddings of integer-valued ``indices`` ``(B, L)``."""
-        return self.embeddings[indices.round().long()].flatten(1)
+        return rearrange(self.embeddings[indices.round().long()], "b l d -> b (l d)")

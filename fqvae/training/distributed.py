@@ -20,6 +20,7 @@ from datetime import timedelta
 import numpy as np
 import torch
 import torch.distributed as dist
+from einops import rearrange
 from torch import nn
 
 
@@ -68,8 +69,8 @@ def shard(global_batch: np.ndarray, info: Dist) -> np.ndarray:
     second)."""
     if not info.enabled:
         return global_batch
-    halves = global_batch.reshape(2, info.world_size, -1)
-    return halves[:, info.rank].reshape(-1)
+    halves = rearrange(global_batch, "(half rank n) -> half rank n", half=2, rank=info.world_size)
+    return rearrange(halves[:, info.rank], "half n -> (half n)")
 
 
 def broadcast_state(module: nn.Module, info: Dist) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from PIL import Image, ImageDraw
 
 from fqvae.files import atomic_path
@@ -24,7 +25,7 @@ def to_uint8(x: torch.Tensor, pixels: str) -> np.ndarray:
     x = x.detach().float().cpu()
     if pixels == "centered":
         x = x + 0.5
-    x = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    x = rearrange(x.clamp(0, 1).mul(255).round().to(torch.uint8), "n c h w -> n h w c").numpy()
     return np.repeat(x, 3, axis=3) if x.shape[3] == 1 else x[..., :3]
 
 
@@ -55,7 +56,10 @@ def traversal_grid(model: DisentanglementModel, x: torch.Tensor, steps: int = 10
         fixed = to_uint8(torch.cat([x[:1], model.reconstruct(x[:1])]), model.pixels)
     h, w = decoded.shape[1:3]
     grid = np.concatenate(
-        [np.broadcast_to(fixed, (latents, 2, h, w, 3)), decoded.reshape(latents, steps, h, w, 3)],
+        [
+            np.broadcast_to(fixed, (latents, 2, h, w, 3)),
+            rearrange(decoded, "(l s) h w c -> l s h w c", l=latents),
+        ],
         axis=1,
     )
     return tile(grid)
