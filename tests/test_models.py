@@ -499,6 +499,19 @@ def test_dalle_backbone_size_and_init():
     assert abs(count(decoder) - 2.9e6) / 2.9e6 < 0.02
 
 
+@pytest.mark.parametrize(
+    ("arch", "size", "side"), [("small", 32, 2), ("small3", 32, 4), ("small3", 64, 8)]
+)
+def test_small_backbones_map_sizes(arch, size, side):
+    encoder, decoder = build_backbone(arch, 3, size, 24, 12)
+    x = torch.randn(2, 3, size, size)
+    assert encoder(x).shape == (2, 24)
+    assert decoder.seed_shape[1:] == (side, side)
+    assert decoder(torch.randn(2, 12)).shape == x.shape
+    with pytest.raises(ValueError, match="multiple of"):
+        build_backbone(arch, 3, size + 4, 24, 12)
+
+
 def test_dalle_forward_and_codebook_init():
     model = build_model("factorqvae", in_channels=3, image_size=32, num_latents=L, **SMALL_DISC)
     assert model.arch == "dalle" and model.pixels == "centered"

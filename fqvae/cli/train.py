@@ -96,7 +96,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _training_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training (defaults: the preset's published values)")
-    g.add_argument("--arch", help="backbone: dalle, qlae or small (default: the model's)")
+    g.add_argument(
+        "--arch", help="backbone: dalle, qlae, dlib, small or small3 (default: the model's)"
+    )
     g.add_argument("--latents", type=int, help="number of latents (default: 2 x factors)")
     g.add_argument(
         "--recipe",

@@ -114,7 +114,8 @@ def build_model(
 ) -> DisentanglementModel:
     """Build model ``name`` for ``(in_channels, image_size, image_size)`` images.
 
-    ``arch``: ``"dalle"``, ``"qlae"`` or ``"small"`` (``None``: the model's default).
+    ``arch``: ``"dalle"``, ``"qlae"``, ``"dlib"``, ``"small"`` or ``"small3"`` (``None``: the
+    model's default).
     ``hparams``: the keyword options of the model class (see :func:`hparam_names`); options of
     other models, and unknown names, raise a ``TypeError`` that names them.
     """

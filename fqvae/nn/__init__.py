@@ -8,13 +8,14 @@ from fqvae.nn.dalle import DalleDecoder, DalleEncoder
 from fqvae.nn.discriminator import TCDiscriminator
 from fqvae.nn.dlib import DlibDecoder, DlibEncoder
 from fqvae.nn.qlae import QlaeDecoder, QlaeEncoder
-from fqvae.nn.small import SmallDecoder, SmallEncoder
+from fqvae.nn.small import Small3Decoder, Small3Encoder, SmallDecoder, SmallEncoder
 
 #: arch name -> (encoder class, decoder class, required divisor of the image size)
 ARCHS = {
     "dalle": (DalleEncoder, DalleDecoder, 4),
     "qlae": (QlaeEncoder, QlaeDecoder, 16),
     "small": (SmallEncoder, SmallDecoder, 16),
+    "small3": (Small3Encoder, Small3Decoder, 8),
     "dlib": (DlibEncoder, DlibDecoder, 16),
 }
 
@@ -26,6 +27,8 @@ __all__ = [
     "DlibEncoder",
     "QlaeDecoder",
     "QlaeEncoder",
+    "Small3Decoder",
+    "Small3Encoder",
     "SmallDecoder",
     "SmallEncoder",
     "TCDiscriminator",
@@ -37,7 +40,8 @@ def build_backbone(
     arch: str, in_channels: int, image_size: int, head_features: int, decoder_features: int
 ) -> tuple[nn.Module, nn.Module]:
     """Encoder ``(B, C, S, S) -> (B, head_features)`` and decoder ``(B, decoder_features) ->
-    (B, C, S, S)`` of architecture ``arch`` (``"dalle"``, ``"qlae"``, ``"small"``, ``"dlib"``)."""
+    (B, C, S, S)`` of architecture ``arch`` (``"dalle"``, ``"qlae"``, ``"small"``, ``"small3"``,
+    ``"dlib"``)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}")
     encoder_cls, decoder_cls, divisor = ARCHS[arch]

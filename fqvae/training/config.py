@@ -30,8 +30,8 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     name: str = "factorqvae"
-    #: backbone: None (the model's published one), "small" (a light one for CPU runs), or any
-    #: name ``fqvae.nn.ARCHS`` knows
+    #: backbone: None (the model's published one), "small" or "small3" (light ones for CPU
+    #: runs), or any name ``fqvae.nn.ARCHS`` knows
     arch: str | None = None
     #: number of latents; None: twice the number of ground-truth factors (spec §6)
     latents: int | None = None

@@ -277,7 +277,8 @@ def _open_outputs(run: _Run, resume: bool, notes: list[str] | None) -> None:
 def _warn_slow_cpu(run: _Run, x: Tensor) -> None:
     """A large backbone on a CPU: say what a step costs before step 1."""
     cfg = run.cfg
-    slow = run.device.type == "cpu" and cfg.model.arch != "small" and not cfg.system.compile
+    cpu_sized = cfg.model.arch in ("small", "small3")
+    slow = run.device.type == "cpu" and not cpu_sized and not cfg.system.compile
     if run.main and slow and run.step < cfg.train.iterations:
         per_step = estimate_step_seconds(run.model, x, cfg.train.batch)
         print(
