@@ -1,7 +1,9 @@
 """What DCI, InfoMEC and MIG give a code that holds some factors perfectly and nothing else.
 
 A trained model that separates the three hues of the Shapes3D replica but learns none of its
-geometry scores what the "hues" row here scores, however clean its hue latents are. Each code
+geometry scores what the "hues" row here scores, however clean its hue latents are. ``--grid
+demo`` scores the same codes on ``fqvae demo``'s subgrid (three hues, five orientations) at the
+demo's sample sizes; codes that name a factor the grid holds fixed are skipped. Each code
 has twelve latents (the studies' count): one latent per kept factor, holding that factor's
 class exactly, and the other latents constant (as FactorQVAE's switched-off latents are) or,
 with ``noise``, uniform draws from 64 values that carry nothing.
@@ -11,11 +13,14 @@ The codes go through ``fqvae.metrics.evaluate`` exactly as a study run's final e
 are replaced by their factor classes, read by a code that copies the kept ones.
 
     python studies/metric_ceiling.py --out studies/results/shapes3d-metric-ceiling/ceiling.json
+    python studies/metric_ceiling.py --grid demo --num-train 2000 --num-test 1000 \
+        --out studies/results/shapes3d-metric-ceiling/ceiling-demo.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -26,6 +31,7 @@ import torch
 from fqvae.data import GroundTruthDataset
 from fqvae.data.registry import table
 from fqvae.metrics import evaluate
+from fqvae.training.demo import GRID
 
 NUM_LATENTS = 12
 NOISE_VALUES = 64
@@ -56,13 +62,18 @@ KEYS = (
 )
 
 
-def class_dataset() -> GroundTruthDataset:
-    """The Shapes3D factor grid with each "image" (1x1, one channel per factor, uint8) holding
-    its own factor classes, so that ``batch(..., pixels="unit")`` returns them as floats."""
-    grid = table("shapes3d")
-    classes = grid.all_classes().astype(np.uint8)
+def class_dataset(grid: str = "full") -> GroundTruthDataset:
+    """The Shapes3D factor grid (``"full"``, or ``"demo"``: the demo's subgrid, whose fixed
+    factors are not latent) with each "image" (1x1, one channel per factor, uint8) holding its
+    own factor classes, so that ``batch(..., pixels="unit")`` returns them as floats."""
+    factors = table("shapes3d")
+    if grid == "demo":
+        factors, _ = factors.subset(GRID)
+        varying = tuple(i for i, size in enumerate(factors.sizes) if size > 1)
+        factors = dataclasses.replace(factors, latent=varying)
+    classes = factors.all_classes().astype(np.uint8)
     images = classes[:, None, None, :]
-    return GroundTruthDataset("shapes3d-classes", images, grid, max_value=1)
+    return GroundTruthDataset("shapes3d-classes", images, factors, max_value=1)
 
 
 class KeepFactors(torch.nn.Module):
@@ -86,6 +97,7 @@ class KeepFactors(torch.nn.Module):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--grid", choices=("full", "demo"), default="full")
     parser.add_argument("--num-train", type=int, default=10000)
     parser.add_argument("--num-test", type=int, default=5000)
     parser.add_argument("--n-jobs", type=int, default=1)
@@ -95,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and not args.overwrite:
         print(f"metric_ceiling: error: --out {out} exists; pass --overwrite", file=sys.stderr)
         return 2
-    dataset = class_dataset()
+    dataset = class_dataset(args.grid)
     names = dataset.factor_names
+    latent = {names[i] for i in dataset.latent_factor_indices}
     rows = {}
     for label, (kept, noise) in CODES.items():
+        if not set(kept) <= latent:
+            continue
         code = KeepFactors([names.index(n) for n in kept], noise)
         result = evaluate(
             code,
@@ -115,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[label] = {k: float(result[k]) for k in KEYS}
         print(label, "  ".join(f"{k} {v:.3f}" for k, v in rows[label].items()), flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"num_train": args.num_train, "num_test": args.num_test, "preset": "factorqvae"}
+    meta = {"grid": args.grid, "num_train": args.num_train, "num_test": args.num_test}
+    meta["preset"] = "factorqvae"
     out.write_text(json.dumps({"settings": meta, "codes": rows}, indent=1) + "\n")
     return 0
 

@@ -54,3 +54,13 @@ def test_table_written_and_not_overwritten(ceiling, tmp_path, monkeypatch, capsy
     )
     assert ceiling.main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_demo_grid_keeps_the_demo_factors_latent(ceiling):
+    from fqvae.training.demo import demo_data
+
+    grid = ceiling.class_dataset("demo")
+    demo = demo_data()
+    assert grid.factor_sizes == demo.factor_sizes
+    assert grid.latent_factor_indices == demo.latent_factor_indices
+    np.testing.assert_array_equal(grid.index_to_factors(np.arange(len(grid))), demo.classes)
