@@ -22,6 +22,7 @@ import torch
 from sklearn.ensemble import GradientBoostingClassifier
 
 from fqvae.data import load, resize
+from fqvae.files import check_output_file
 from fqvae.metrics.sampling import sample_factor_code
 from fqvae.models import hparam_defaults
 from fqvae.training import checkpoint
@@ -57,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        print(f"factor_accuracy: error: --out {out} exists; pass --overwrite", file=sys.stderr)
+    try:
+        out = check_output_file(args.out, "--out", args.overwrite)
+    except OSError as exc:
+        print(f"factor_accuracy: error: {exc}", file=sys.stderr)
         return 2
     missing = [r for r in args.runs if not (Path(r) / checkpoint.CHECKPOINT).is_file()]
     if missing:

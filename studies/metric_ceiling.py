@@ -23,13 +23,13 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from fqvae.data import GroundTruthDataset
 from fqvae.data.registry import table
+from fqvae.files import check_output_file
 from fqvae.metrics import evaluate
 from fqvae.training.demo import GRID
 
@@ -103,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        print(f"metric_ceiling: error: --out {out} exists; pass --overwrite", file=sys.stderr)
+    try:
+        out = check_output_file(args.out, "--out", args.overwrite)
+    except OSError as exc:
+        print(f"metric_ceiling: error: {exc}", file=sys.stderr)
         return 2
     dataset = class_dataset(args.grid)
     names = dataset.factor_names

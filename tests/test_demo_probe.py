@@ -1,22 +1,15 @@
 """studies/demo_probe.py: the settings it parses are the ones the demo's runs get."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from study_scripts import load_script
 
 from fqvae.training.config import ConfigError
 from fqvae.training.demo import demo_config
 
-SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "demo_probe.py"
-
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("demo_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("demo_probe")
 
 
 def test_seed_ranges_expand_in_order(probe):

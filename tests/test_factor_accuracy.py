@@ -1,20 +1,14 @@
 """studies/factor_accuracy.py: one held-out accuracy per factor of a trained run, beside chance."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "factor_accuracy.py"
+from study_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("factor_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("factor_accuracy")
 
 
 def test_accuracy_per_factor_of_a_run(script, finished_run, tmp_path):

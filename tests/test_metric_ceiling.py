@@ -2,22 +2,16 @@
 reading of its table (constant latents cost DCI-D that noise latents do not) holds at small
 sample sizes too."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "metric_ceiling.py"
+from study_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def ceiling():
-    spec = importlib.util.spec_from_file_location("metric_ceiling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("metric_ceiling")
 
 
 def test_codes_copy_the_kept_factor_classes(ceiling):
