@@ -8,6 +8,10 @@ an interrupted probe resumes: a (tag, model, seed) already there is skipped. Run
 
     python studies/demo_probe.py rows.jsonl --tag lr3e-3 --seeds 101-110 \\
         --set train.lr=3e-3 --models factorqvae,ae
+
+``--grid NAME=CLASSES`` replaces the classes the demo's set keeps of one Shapes3D factor
+(``0-7``, ``0,3,7``; one class holds it fixed, and a fixed factor is not latent), so a probe
+can train on another part of the grid.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from fqvae.models import MODELS as REGISTRY
 from fqvae.training.config import Config, ConfigError, set_item
-from fqvae.training.demo import MODELS, demo_config, demo_data, run_demo
+from fqvae.training.demo import GRID, MODELS, demo_config, demo_data, run_demo
 from fqvae.training.presets import check_hparams
 
 #: the metrics each row keeps (4 decimals), beside the latents in use and the best NMIs
@@ -33,6 +37,18 @@ def seed_list(text: str) -> list[int]:
         lo, _, hi = part.partition("-")
         seeds += range(int(lo), int(hi or lo) + 1)
     return seeds
+
+
+def grid_item(text: str) -> tuple[str, list[int]]:
+    """``"scale=0-7"`` -> ``("scale", [0, ..., 7])``; ``"shape=0,2"`` -> ``("shape", [0, 2])``."""
+    name, sep, classes = text.partition("=")
+    if not sep or not name.strip() or not classes.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=CLASSES (e.g. scale=0-7), got {text!r}")
+    try:
+        return name.strip(), seed_list(classes)
+    except ValueError:
+        message = f"classes must be ints or ranges, got {classes!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def override(cfg: Config, item: str) -> None:
@@ -66,7 +82,20 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--steps", type=int, default=1500, help="training steps (the demo's 1500)")
     p.add_argument("--work", type=Path, default=Path("runs/demo-probe"))
+    p.add_argument(
+        "--grid",
+        type=grid_item,
+        action="append",
+        default=[],
+        metavar="NAME=CLASSES",
+        help="the classes of one factor the data keeps (default: the demo's set)",
+    )
     args = p.parse_args()
+    grid = {**GRID, **dict(args.grid)}
+    try:
+        dataset = demo_data(grid)
+    except ValueError as exc:
+        p.error(f"--grid: {exc}")
     if set(args.models) - set(REGISTRY):
         p.error(f"--models: expected model names ({', '.join(REGISTRY)}), got {args.models}")
     for model in args.models:  # every override must fit every model before the first run
@@ -81,7 +110,6 @@ def main() -> None:
         for line in args.rows.read_text().splitlines():
             row = json.loads(line)
             done.add((row["tag"], row["model"], row["seed"]))
-    dataset = demo_data()
     for seed in args.seeds:
         for model in args.models:
             if (args.tag, model, seed) in done:
@@ -94,6 +122,8 @@ def main() -> None:
             metrics = run_demo({model: cfg}, dataset, overwrite=True)[model]
             row = {"tag": args.tag, "model": model, "seed": seed, "steps": args.steps}
             row["set"] = args.set
+            if args.grid:
+                row["grid"] = grid
             row["s"] = round(time.perf_counter() - start)
             row.update({key: round(metrics[key], 4) for key in KEYS})
             row["in_use"] = metrics["infomec.num_active"]

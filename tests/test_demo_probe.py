@@ -1,10 +1,12 @@
 """studies/demo_probe.py: the settings it parses are the ones the demo's runs get."""
 
+import argparse
+
 import pytest
 from study_scripts import load_script
 
 from fqvae.training.config import ConfigError
-from fqvae.training.demo import demo_config
+from fqvae.training.demo import GRID, demo_config, demo_data
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +43,17 @@ def test_bad_settings_are_refused(probe):
 def test_best_nmi_is_per_factor(probe):
     nmi = [[0.1, 0.9, 0.2], [0.5, 0.05, 0.3]]  # factors x latents
     assert probe.best_nmi({"infomec.nmi": nmi}) == [0.9, 0.5]
+
+
+def test_grid_items_parse_and_reach_the_data(probe):
+    assert probe.grid_item("scale=0-2") == ("scale", [0, 1, 2])
+    assert probe.grid_item("shape=0,3") == ("shape", [0, 3])
+    for bad in ("scale", "scale=", "scale=a-b"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            probe.grid_item(bad)
+    grid = {**GRID, **dict([probe.grid_item("floor_hue=0"), probe.grid_item("scale=0-1")])}
+    data = demo_data(grid)
+    assert data.factor_sizes == [1, 10, 10, 2, 1, 5]
+    assert [data.factor_names[i] for i in data.latent_factor_indices] == [
+        "wall_hue", "object_hue", "scale", "orientation"
+    ]  # fmt: skip

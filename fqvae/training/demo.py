@@ -11,6 +11,7 @@ latent-factor NMI matrices side by side.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,13 @@ ROWS = (
 )
 
 
-def demo_data() -> GroundTruthDataset:
-    """The demo's dataset: the :data:`GRID` of the Shapes3D replica at 32x32, in memory; the
-    factors it holds fixed are not latent (the metrics ignore them)."""
+def demo_data(grid: dict[str, Sequence[int]] | None = None) -> GroundTruthDataset:
+    """The demo's dataset: the :data:`GRID` of the Shapes3D replica (or ``grid``: the classes
+    kept per factor name, the rest whole) at 32x32, in memory; the factors it holds fixed are
+    not latent (the metrics ignore them)."""
     from fqvae.data.shapes3d import generate
 
-    full = generate(GRID)
+    full = generate(GRID if grid is None else grid)
     table = dataclasses.replace(
         full.table, latent=tuple(i for i, size in enumerate(full.table.sizes) if size > 1)
     )
