@@ -13,8 +13,12 @@ The codes go through ``fqvae.metrics.evaluate`` exactly as a study run's final e
 are replaced by their factor classes, read by a code that copies the kept ones.
 
     python studies/metric_ceiling.py --out studies/results/shapes3d-metric-ceiling/ceiling.json
+    python studies/metric_ceiling.py --replot studies/results/shapes3d-metric-ceiling/ceiling.json
     python studies/metric_ceiling.py --grid demo --num-train 2000 --num-test 1000 \
         --out studies/results/shapes3d-metric-ceiling/ceiling-demo.json
+
+Each table also goes to a bar chart beside its JSON (``.png``): DCI-D and InfoM per code, with
+the issue's DCI-D target on that grid as a line. ``--replot JSON`` redraws it from a written table.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +36,7 @@ from fqvae.data import GroundTruthDataset
 from fqvae.data.registry import table
 from fqvae.files import check_output_file
 from fqvae.metrics import evaluate
+from fqvae.plots import figure, save_figure
 from fqvae.training.demo import GRID
 
 NUM_LATENTS = 12
@@ -52,6 +58,8 @@ CODES: dict[str, tuple[tuple[str, ...], bool]] = {
     "hues": (("floor_hue", "wall_hue", "object_hue"), False),
     "hues, 9 noise latents": (("floor_hue", "wall_hue", "object_hue"), True),
 }
+#: grid -> the DCI-D target the issue sets there, drawn on the chart
+TARGETS = {"full": (0.7, "the Shapes3D target"), "demo": (0.5, "the demo's target")}
 KEYS = (
     "dci.disentanglement",
     "dci.completeness",
@@ -94,15 +102,49 @@ class KeepFactors(torch.nn.Module):
         return code
 
 
+def plot(table: dict, path: Path) -> Path:
+    """Grouped bars of DCI-D and InfoM per code of ``table`` (the JSON's content) to ``path``."""
+    labels = list(table["codes"])
+    fig, (ax,) = figure(max(6.0, 1.1 * len(labels)), 3.8)
+    x = np.arange(len(labels))
+    for shift, key, name in (
+        (-0.2, "dci.disentanglement", "DCI-D"),
+        (0.2, "infomec.infom", "InfoM"),
+    ):
+        ax.bar(x + shift, [table["codes"][lb][key] for lb in labels], 0.4, label=name)
+    grid = table["settings"].get("grid", "full")
+    target, whose = TARGETS[grid]
+    ax.axhline(target, color="black", linestyle="--", linewidth=1, label=f"{whose} ({target})")
+    ax.set_xticks(x, labels, rotation=25, ha="right")
+    ax.set_ylim(0, 1.22)
+    settings = table["settings"]
+    ax.set_title(
+        f"Hand-made codes ({grid} grid, {settings['num_train']:,}/{settings['num_test']:,} points)"
+    )
+    ax.legend(loc="upper center", ncol=3, fontsize=8)
+    return save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--out", help="JSON file to write (and its .png chart)")
+    parser.add_argument("--replot", help="redraw the chart of this written JSON, nothing else")
     parser.add_argument("--grid", choices=("full", "demo"), default="full")
     parser.add_argument("--num-train", type=int, default=10000)
     parser.add_argument("--num-test", type=int, default=5000)
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
+    if args.replot:
+        try:
+            table = json.loads(Path(args.replot).read_text())
+            print(plot(table, Path(args.replot).with_suffix(".png")))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"metric_ceiling: error: --replot {args.replot}: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.out:
+        parser.error("--out or --replot is required")
     try:
         out = check_output_file(args.out, "--out", args.overwrite)
     except OSError as exc:
@@ -133,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"grid": args.grid, "num_train": args.num_train, "num_test": args.num_test}
     meta["preset"] = "factorqvae"
-    out.write_text(json.dumps({"settings": meta, "codes": rows}, indent=1) + "\n")
+    table = {"settings": meta, "codes": rows}
+    out.write_text(json.dumps(table, indent=1) + "\n")
+    print(plot(table, out.with_suffix(".png")))
     return 0
 
 

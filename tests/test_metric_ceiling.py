@@ -58,3 +58,16 @@ def test_demo_grid_keeps_the_demo_factors_latent(ceiling):
     assert grid.factor_sizes == demo.factor_sizes
     assert grid.latent_factor_indices == demo.latent_factor_indices
     np.testing.assert_array_equal(grid.index_to_factors(np.arange(len(grid))), demo.classes)
+
+
+def test_replot_draws_the_chart_of_a_written_table(ceiling, tmp_path, capsys):
+    table = {
+        "settings": {"grid": "demo", "num_train": 10, "num_test": 5},
+        "codes": {"hues": {"dci.disentanglement": 0.6, "infomec.infom": 0.97}},
+    }
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(table))
+    assert ceiling.main(["--replot", str(path)]) == 0
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ceiling.main(["--replot", str(tmp_path / "missing.json")]) == 2
+    assert "--replot" in capsys.readouterr().err
