@@ -18,9 +18,12 @@ ARCHS = {
     "small3": (Small3Encoder, Small3Decoder, 8),
     "dlib": (DlibEncoder, DlibDecoder, 16),
 }
+#: the backbones sized for CPU training (the trainer times a step of any other before step 1)
+CPU_ARCHS = ("small", "small3")
 
 __all__ = [
     "ARCHS",
+    "CPU_ARCHS",
     "DalleDecoder",
     "DalleEncoder",
     "DlibDecoder",

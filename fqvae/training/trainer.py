@@ -28,6 +28,7 @@ from torch import Tensor
 from fqvae.data import GroundTruthDataset
 from fqvae.metrics.report import write_json
 from fqvae.models.base import DisentanglementModel
+from fqvae.nn import CPU_ARCHS
 from fqvae.ops import NonFiniteCodebook
 from fqvae.training import checkpoint, distributed, visualize
 from fqvae.training.batches import Batches, data_split, load_data
@@ -277,8 +278,7 @@ def _open_outputs(run: _Run, resume: bool, notes: list[str] | None) -> None:
 def _warn_slow_cpu(run: _Run, x: Tensor) -> None:
     """A large backbone on a CPU: say what a step costs before step 1."""
     cfg = run.cfg
-    cpu_sized = cfg.model.arch in ("small", "small3")
-    slow = run.device.type == "cpu" and not cpu_sized and not cfg.system.compile
+    slow = run.device.type == "cpu" and cfg.model.arch not in CPU_ARCHS and not cfg.system.compile
     if run.main and slow and run.step < cfg.train.iterations:
         per_step = estimate_step_seconds(run.model, x, cfg.train.batch)
         print(
