@@ -27,11 +27,12 @@ from fqvae.metrics.sampling import sample_factor_code
 from fqvae.models import hparam_defaults
 from fqvae.training import checkpoint
 from fqvae.training.evaluation import load_for_eval
+from fqvae.training.run_folder import MANIFEST
 
 
 def factor_accuracy(run: Path, dataset, num_train: int, num_test: int) -> dict[str, float]:
     """Held-out accuracy per factor name of one classifier per factor on ``run``'s codes."""
-    name = checkpoint.load(run / checkpoint.CHECKPOINT)["model_kwargs"]["name"]
+    name = json.loads((run / MANIFEST).read_text())["model_kwargs"]["name"]  # the manifest, not a second checkpoint read
     repr_ = "value" if "repr" in hparam_defaults(name) else None
     rep, _, _ = load_for_eval(run / checkpoint.CHECKPOINT, "cpu", repr=repr_)
     if rep.image_size is not None:  # the side the model was trained at

@@ -24,7 +24,6 @@ the issue's DCI-D target on that grid as a line. ``--replot JSON`` redraws it fr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -37,7 +36,7 @@ from fqvae.data.registry import table
 from fqvae.files import check_output_file
 from fqvae.metrics import evaluate
 from fqvae.plots import figure, save_figure
-from fqvae.training.demo import GRID
+from fqvae.training.demo import demo_table
 
 NUM_LATENTS = 12
 NOISE_VALUES = 64
@@ -74,11 +73,7 @@ def class_dataset(grid: str = "full") -> GroundTruthDataset:
     """The Shapes3D factor grid (``"full"``, or ``"demo"``: the demo's subgrid, whose fixed
     factors are not latent) with each "image" (1x1, one channel per factor, uint8) holding its
     own factor classes, so that ``batch(..., pixels="unit")`` returns them as floats."""
-    factors = table("shapes3d")
-    if grid == "demo":
-        factors, _ = factors.subset(GRID)
-        varying = tuple(i for i, size in enumerate(factors.sizes) if size > 1)
-        factors = dataclasses.replace(factors, latent=varying)
+    factors = demo_table() if grid == "demo" else table("shapes3d")
     classes = factors.all_classes().astype(np.uint8)
     images = classes[:, None, None, :]
     return GroundTruthDataset("shapes3d-classes", images, factors, max_value=1)

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from fqvae.data import GroundTruthDataset, resize
+from fqvae.data.factors import FactorTable
+from fqvae.data.tables import SHAPES3D
 from fqvae.training import presets
 from fqvae.training.config import Config
 from fqvae.training.trainer import train
@@ -40,16 +42,22 @@ ROWS = (
 )
 
 
+def demo_table(grid: dict[str, Sequence[int]] | None = None) -> FactorTable:
+    """The factor table of the demo's :data:`GRID` (or ``grid``: the classes kept per factor
+    name, the rest whole): the factors it holds fixed are not latent (the metrics ignore them)."""
+    table, _ = SHAPES3D.subset(GRID if grid is None else grid)
+    return dataclasses.replace(
+        table, latent=tuple(i for i, size in enumerate(table.sizes) if size > 1)
+    )
+
+
 def demo_data(grid: dict[str, Sequence[int]] | None = None) -> GroundTruthDataset:
-    """The demo's dataset: the :data:`GRID` of the Shapes3D replica (or ``grid``: the classes
-    kept per factor name, the rest whole) at 32x32, in memory; the factors it holds fixed are
-    not latent (the metrics ignore them)."""
+    """The demo's dataset: :func:`demo_table`'s grid of the Shapes3D replica at 32x32, in
+    memory."""
     from fqvae.data.shapes3d import generate
 
     full = generate(GRID if grid is None else grid)
-    table = dataclasses.replace(
-        full.table, latent=tuple(i for i, size in enumerate(full.table.sizes) if size > 1)
-    )
+    table = demo_table(grid)
     return resize(GroundTruthDataset(full.name, full.images, table, data_source="procedural"), 32)
 
 
