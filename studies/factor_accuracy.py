@@ -32,7 +32,8 @@ from fqvae.training.run_folder import MANIFEST
 
 def factor_accuracy(run: Path, dataset, num_train: int, num_test: int) -> dict[str, float]:
     """Held-out accuracy per factor name of one classifier per factor on ``run``'s codes."""
-    name = json.loads((run / MANIFEST).read_text())["model_kwargs"]["name"]  # the manifest, not a second checkpoint read
+    # the name from the run manifest, so the checkpoint is read once
+    name = json.loads((run / MANIFEST).read_text())["model_kwargs"]["name"]
     repr_ = "value" if "repr" in hparam_defaults(name) else None
     rep, _, _ = load_for_eval(run / checkpoint.CHECKPOINT, "cpu", repr=repr_)
     if rep.image_size is not None:  # the side the model was trained at
