@@ -1,3 +1,3 @@
-from fqvae.cli import main
+from fqvae.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,19 @@ def test_discriminator_script_compares_one_pass_to_two(tmp_path):
     )
     assert [r["impl"] for r in result["rows"]] == ["two passes (reference)", "one pass (fqvae)"]
     assert result["rows"][0]["speedup"] == 1.0 and result["rows"][1]["speedup"] > 0
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"), reason="flush-to-zero is x86 only"
+)
+def test_subnormals_script_times_both_modes_in_turn(tmp_path):
+    result = run_script(
+        "subnormals", "--warmup=2", "--batch=8", "--rounds=1", "--min-time=0.01", tmp_path=tmp_path
+    )
+    rows = result["rows"]
+    assert [r["impl"] for r in rows] == ["subnormals kept", "subnormals flushed"]
+    assert rows[0]["speedup"] == 1.0 and rows[1]["speedup"] > 0
+    assert result["meta"]["threads"] == 1 and result["meta"]["warmup"] == 2
 
 
 def _fwd_bwd(fn, n: int, k: int, **kw):
