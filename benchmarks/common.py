@@ -144,6 +144,20 @@ def environment(device: torch.device) -> dict:
     return info
 
 
+def step_row(case: str, impl: str, mode: str, seconds: float, base: float, batch: int) -> Row:
+    """A training-step row (median ``seconds`` a step of ``batch`` images, speedup against
+    ``base`` seconds, images per second), printed as soon as it is measured."""
+    print(f"{mode}, {impl}: {seconds * 1e3:.1f} ms, {batch / seconds:.0f} img/s", flush=True)
+    return Row(
+        case=case,
+        impl=impl,
+        mode=mode,
+        median_ms=seconds * 1e3,
+        speedup=base / seconds,
+        extra={"images_per_s": batch / seconds},
+    )
+
+
 def timing(row: Row) -> str:
     """``"1.234 ms"``, plus the GPU kernel time and count when profiled."""
     text = f"{row.median_ms:.3f} ms"

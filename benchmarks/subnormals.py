@@ -83,19 +83,8 @@ def main() -> int:
         torch.set_flush_denormal(flush)
         seconds = common.median_seconds(step, torch.device("cpu"), args.min_time)
         base = rows[-1].median_ms / 1e3 if flush else seconds
-        rows.append(
-            common.Row(
-                case=case,
-                impl=label,
-                mode=f"train step fp32, round {rnd}",
-                median_ms=seconds * 1e3,
-                speedup=base / seconds,
-                extra={"images_per_s": batch / seconds},
-            )
-        )
-        print(
-            f"round {rnd}, {label}: {seconds * 1e3:.1f} ms, {batch / seconds:.0f} img/s", flush=True
-        )
+        mode = f"train step fp32, round {rnd}"
+        rows.append(common.step_row(case, label, mode, seconds, base, batch))
     torch.set_flush_denormal(False)
     meta = common.environment(torch.device("cpu")) | {"warmup": args.warmup, "batch": batch}
     common.report(meta, rows, args.json)

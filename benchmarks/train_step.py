@@ -69,20 +69,8 @@ def main() -> int:
                 step = make_step(args, device, amp=precision == "bf16")
                 seconds = common.median_seconds(step, device, args.min_time)
             base = base or seconds
-            rows.append(
-                common.Row(
-                    case=case,
-                    impl=label,
-                    mode=f"train step {precision}",
-                    median_ms=seconds * 1e3,
-                    speedup=base / seconds,
-                    extra={"images_per_s": args.batch / seconds},
-                )
-            )
-            print(
-                f"{precision} {label}: {seconds * 1e3:.1f} ms, {args.batch / seconds:.0f} img/s",
-                flush=True,
-            )
+            mode = f"train step {precision}"
+            rows.append(common.step_row(case, label, mode, seconds, base, args.batch))
     meta = common.environment(device) | {"arch": args.arch, "batch": args.batch}
     common.report(meta, rows, args.json)
     print(
