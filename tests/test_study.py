@@ -25,7 +25,8 @@ from scipy import stats
 from fqvae.cli import main
 from fqvae.study.figures import in_use_curve, in_use_lines
 from fqvae.study.layout import Cell
-from fqvae.study.report import Run
+from fqvae.study.report import Run, collect
+from fqvae.study.spec import load as load_spec
 
 RECIPE = """
 [recipe]
@@ -440,6 +441,52 @@ def test_report_of_a_partial_grid_lists_missing_runs(grid):
         assert f"`{label}` seed 2: not run" in report
     assert "- runs: 2 of 6 finished" in report
     assert len(_read_csv(grid.partial / "results.csv")) == 2
+
+
+STATUS_LINE = re.compile(r"^  (\S+)\s+seed (\d+)\s+(done|started|failed|not started) *(.*)$", re.M)
+
+
+def test_status_names_each_runs_state(grid, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(grid.out, out)
+    # ae seed 2 was stopped by SIGTERM (exit 130) and resumed: its metrics.json still holds the
+    # step it stopped at, while its log has gone on; vae seed 2 never started
+    run = out / "ae" / "seed-2"
+    metrics = load(run / "metrics.json")
+    del metrics["final"]
+    metrics["step"] = 1
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    shutil.rmtree(out / "vae" / "seed-2")
+    status = load(out / "status.json")
+    status["runs"] = [r for r in status["runs"] if (r["label"], r["seed"]) != ("vae", 2)]
+    for rec in status["runs"]:
+        if (rec["label"], rec["seed"]) == ("ae", 2):
+            rec.update(state="failed", returncode=130)
+    (out / "status.json").write_text(json.dumps(status))
+
+    assert main(["study", "status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0] == "tiny: 6 runs: 2 done, 1 started, 2 failed, 1 not started"
+    state = {(m[1], int(m[2])): (m[3], m[4]) for m in STATUS_LINE.finditer(text)}
+    assert len(state) == 6
+    assert state[("ae", 2)][0] == "started"
+    assert re.fullmatch(r"step 3 of 3, last log row \d+ min ago", state[("ae", 2)][1])
+    assert state[("vae", 2)] == ("not started", "")
+    for seed in (1, 2):
+        assert state[("diverge", seed)][0] == "failed"
+        assert state[("diverge", seed)][1].startswith("exit 3: ")
+    final = load(out / "ae" / "seed-1" / "metrics.json")["final"]
+    assert state[("ae", 1)][0] == "done"
+    assert (
+        f"DCI-D {final['dci.disentanglement']:.3f}, InfoM {final['infomec.infom']:.3f}"
+        in (state[("ae", 1)][1])
+    )
+    _, missing = collect(out, load_spec(out / "spec.toml", checked=False))
+    assert dict(((c.label, c.seed), why) for c, why in missing)[("ae", 2)] == (
+        "unfinished: step 3 of 3"
+    )
+    assert main(["study", "status", str(tmp_path)]) == 2
+    assert "is " + str(tmp_path) + " a study folder?" in capsys.readouterr().err
 
 
 def test_parallel_jobs_share_the_cores(monkeypatch):

@@ -4,6 +4,7 @@ Examples:
 
     fqvae study run studies/shapes3d-cpu.toml --out runs/shapes3d-cpu --jobs 2
     fqvae study run studies/shapes3d-cpu.toml --out runs/shapes3d-cpu --shard 2/4
+    fqvae study status runs/shapes3d-cpu
     fqvae study report runs/shapes3d-cpu
 
 The spec format and the report are described in docs/study.md.
@@ -20,7 +21,7 @@ from fqvae.training.config import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``study`` subcommand and its ``run`` and ``report`` commands."""
+    """Add the ``study`` subcommand and its ``run``, ``status`` and ``report`` commands."""
     p = subparsers.add_parser(
         "study",
         help="run a grid of models x seeds from a spec, and report on it",
@@ -50,6 +51,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--force", action="store_true", help="use OUT even if it holds a different spec")
     r.add_argument("--dry-run", action="store_true", help="print the plan and commands only")
     r.set_defaults(func=_guarded(run))
+    st = sub.add_parser(
+        "status",
+        help="where each run of a study folder stands",
+        description="Print one line per run of the study in DIR: done (with its time and "
+        "headline metrics), started (its step, and how long ago its log last grew: running, "
+        "or stopped and resumable by `study run`), failed (exit code and last log line) or not "
+        "started. Reads the folder only.",
+    )
+    st.add_argument("dir", help="the study folder (as given to `study run --out`)")
+    st.set_defaults(func=_guarded(status))
     rep = sub.add_parser(
         "report",
         help="tables and figures of a study folder",
@@ -106,6 +117,14 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         dry_run=args.dry_run,
     )
+
+
+def status(args: argparse.Namespace) -> int:
+    """``fqvae study status``."""
+    from fqvae.study.status import format_status, study_status
+
+    print(format_status(*study_status(args.dir)))
+    return 0
 
 
 def report(args: argparse.Namespace) -> int:

@@ -29,6 +29,8 @@ CHECKPOINT = "checkpoint.pt"
 TRAVERSALS = "traversals.png"
 TRAIN_LOG = "log.csv"
 STATES = ("done", "failed", "pending")
+#: the exit code of a run stopped by SIGINT or SIGTERM with a checkpoint: resumable, not failed
+INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -76,15 +78,15 @@ def progress(folder: Path, iterations: int | None = None) -> tuple[int, int | No
     if iterations is None:
         config = read_json(folder / CONFIG) or {}
         iterations = config.get("config", {}).get("train", {}).get("iterations")
-    step = metrics.get("step") or _last_logged_step(folder)
+    # a resumed run logs on before it rewrites metrics.json: the later of the two
+    step = max(metrics.get("step") or 0, _last_logged_step(folder))
     final = metrics.get("final")
     done = isinstance(final, dict) and bool(final) and iterations is not None
     return step, iterations, done and step == iterations
 
 
 def _last_logged_step(folder: Path) -> int:
-    """The step of the last row of ``log.csv`` (0 without one): where a run that has not yet
-    written ``metrics.json`` stands."""
+    """The step of the last row of ``log.csv`` (0 without one)."""
     try:
         lines = (folder / TRAIN_LOG).read_text().split()
         return int(lines[-1].split(",")[0]) if len(lines) > 1 else 0

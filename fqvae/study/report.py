@@ -75,7 +75,7 @@ def collect(root: Path, spec: Spec) -> tuple[list[Run], list[tuple[Cell, str]]]:
             config = (layout.read_json(folder / layout.CONFIG) or {}).get("config", {})
             metrics = layout.read_json(folder / layout.METRICS) or {}
             runs.append(Run(cell, folder, metrics, config, rec.get("wall_s")))
-        elif rec.get("state") == "failed":
+        elif rec.get("state") == "failed" and rec.get("returncode") != layout.INTERRUPTED:
             last = (rec.get("log_tail") or ["(empty log)"])[-1]
             missing.append((cell, f"failed (exit {rec.get('returncode')}): {last}"))
         elif (folder / layout.CHECKPOINT).is_file():

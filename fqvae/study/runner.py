@@ -30,7 +30,6 @@ from fqvae.study.spec import Spec, StudyError, parse
 #: the metrics printed when a run finishes
 SHOWN = ("dci.disentanglement", "infomec.infom")
 POLL_S = 0.2
-INTERRUPTED = 130
 
 
 @dataclass
@@ -283,7 +282,7 @@ class Runner:
         except (KeyboardInterrupt, _Stop):
             bar.close()
             self._stop_children()
-            return INTERRUPTED
+            return layout.INTERRUPTED
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -334,7 +333,7 @@ def run_study(
     runner = Runner(spec, root, jobs, say)
     code = runner.run(tasks)
     ran = counts["resume"] + counts["start"]
-    if code == INTERRUPTED:
+    if code == layout.INTERRUPTED:
         say(f"fqvae study: interrupted; run the same command again to resume ({root})")
     elif ran:
         say(

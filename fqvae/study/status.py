@@ -1,0 +1,85 @@
+"""Where each run of a study folder stands, read from its files without writing anything.
+
+A run is *done* (finished, with final metrics), *failed* (its last attempt exited with an
+error), *started* (a checkpoint or training log but no final metrics: running now, or stopped
+and resumable; the age of its last log row tells which) or *not started*. An attempt stopped by
+SIGINT or SIGTERM (exit 130) counts as started, since the runner resumes it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from fqvae.study import layout
+from fqvae.study.spec import StudyError
+from fqvae.study.spec import load as load_spec
+
+STATES = ("done", "started", "failed", "not started")
+#: the metrics shown beside a finished run, when it has them
+SHOWN = (("dci.disentanglement", "DCI-D"), ("infomec.infom", "InfoM"), ("mig.mig", "MIG"))
+
+
+@dataclass(frozen=True)
+class RunState:
+    """One run of the grid: its state and a one-line detail."""
+
+    label: str
+    seed: int
+    state: str
+    detail: str
+
+
+def _age(seconds: float) -> str:
+    minutes = max(0, round(seconds / 60))
+    return f"{minutes} min ago" if minutes < 120 else f"{minutes / 60:.0f} h ago"
+
+
+def run_state(root: Path, cell: layout.Cell, record: dict, now: float) -> RunState:
+    """The :class:`RunState` of ``cell`` from its folder and its ``status.json`` record."""
+    folder = layout.run_dir(root, cell)
+    step, iterations, done = layout.progress(folder)
+    of = f"step {step:,} of {iterations:,}" if iterations else f"step {step:,}"
+    if done:
+        final = (layout.read_json(folder / layout.METRICS) or {}).get("final", {})
+        shown = [f"{name} {final[k]:.3f}" for k, name in SHOWN if isinstance(final.get(k), float)]
+        wall = record.get("wall_s")
+        took = [f"{wall / 60:.0f} min"] if wall else []
+        return RunState(cell.label, cell.seed, "done", ", ".join([*took, *shown]))
+    code = record.get("returncode")
+    if record.get("state") == "failed" and code != layout.INTERRUPTED:
+        last = (record.get("log_tail") or ["(empty log)"])[-1]
+        return RunState(cell.label, cell.seed, "failed", f"exit {code}: {last}")
+    log = folder / layout.TRAIN_LOG
+    if (folder / layout.CHECKPOINT).is_file() or log.is_file():
+        age = f", last log row {_age(now - log.stat().st_mtime)}" if log.is_file() else ""
+        return RunState(cell.label, cell.seed, "started", of + age)
+    return RunState(cell.label, cell.seed, "not started", "")
+
+
+def study_status(root: str | Path, now: float | None = None) -> tuple[str, list[RunState]]:
+    """The study's name and the :class:`RunState` of every run of its grid, in grid order."""
+    root = Path(root)
+    if not (root / layout.SPEC).is_file():
+        raise StudyError(f"{root / layout.SPEC}: not found; is {root} a study folder?")
+    spec = load_spec(root / layout.SPEC, checked=False)
+    records = layout.read_status(root)
+    now = time.time() if now is None else now
+    states = [
+        run_state(root, cell, records.get((cell.label, cell.seed), {}), now)
+        for cell in layout.grid(spec)
+    ]
+    return spec.name, states
+
+
+def format_status(name: str, states: list[RunState]) -> str:
+    """A count line, then one line per run."""
+    counts = Counter(s.state for s in states)
+    head = f"{name}: {len(states)} runs: " + ", ".join(f"{counts[s]} {s}" for s in STATES)
+    width = max((len(s.label) for s in states), default=0)
+    lines = [
+        f"  {s.label:<{width}}  seed {s.seed:<4} {s.state:<12} {s.detail}".rstrip() for s in states
+    ]
+    return "\n".join([head, *lines])
