@@ -42,6 +42,7 @@ def run_state(root: Path, cell: layout.Cell, record: dict, now: float) -> RunSta
     folder = layout.run_dir(root, cell)
     step, iterations, done = layout.progress(folder)
     of = f"step {step:,} of {iterations:,}" if iterations else f"step {step:,}"
+    of += " (final evaluation)" if iterations and step == iterations else ""
     if done:
         final = (layout.read_json(folder / layout.METRICS) or {}).get("final", {})
         shown = [f"{name} {final[k]:.3f}" for k, name in SHOWN if isinstance(final.get(k), float)]
