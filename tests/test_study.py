@@ -470,7 +470,8 @@ def test_status_names_each_runs_state(grid, tmp_path, capsys):
     state = {(m[1], int(m[2])): (m[3], m[4]) for m in STATUS_LINE.finditer(text)}
     assert len(state) == 6
     assert state[("ae", 2)][0] == "started"
-    assert re.fullmatch(r"step 3 of 3 \(final evaluation\), last log row \d+ min ago", state[("ae", 2)][1])
+    last_step = r"step 3 of 3 \(final evaluation\), last log row \d+ min ago"
+    assert re.fullmatch(last_step, state[("ae", 2)][1])
     assert state[("vae", 2)] == ("not started", "")
     for seed in (1, 2):
         assert state[("diverge", seed)][0] == "failed"
