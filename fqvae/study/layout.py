@@ -17,7 +17,8 @@ from typing import Any
 
 from fqvae.files import atomic_path
 from fqvae.metrics.report import write_json
-from fqvae.study.spec import Spec
+from fqvae.study.spec import Spec, StudyError
+from fqvae.study.spec import load as load_spec
 
 SPEC = "spec.toml"
 STATUS = "status.json"
@@ -50,6 +51,14 @@ def grid(spec: Spec) -> list[Cell]:
     """Every run of ``spec`` in the fixed order: labels as in the spec, then seeds."""
     pairs = [(label, seed) for label in spec.labels for seed in spec.seeds]
     return [Cell(k, label, seed) for k, (label, seed) in enumerate(pairs)]
+
+
+def folder_spec(root: Path) -> Spec:
+    """The spec a study folder was run with (``DIR/spec.toml``, unchecked); a StudyError names a
+    folder without one."""
+    if not (Path(root) / SPEC).is_file():
+        raise StudyError(f"{Path(root) / SPEC}: not found; is {root} a study folder?")
+    return load_spec(Path(root) / SPEC, checked=False)
 
 
 def run_dir(root: Path, cell: Cell) -> Path:

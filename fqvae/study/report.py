@@ -17,8 +17,7 @@ from typing import Any
 from fqvae.metrics.report import write_json
 from fqvae.study import layout
 from fqvae.study.layout import Cell
-from fqvae.study.spec import Spec, StudyError
-from fqvae.study.spec import load as load_spec
+from fqvae.study.spec import Spec
 
 #: the metrics of the report's table and bar charts, in order (those the runs have)
 HEADLINE = (
@@ -218,9 +217,7 @@ def write_report(root: str | Path, out: str | Path | None = None) -> list[Path]:
 
     root = Path(root)
     out = Path(out) if out is not None else root
-    if not (root / layout.SPEC).is_file():
-        raise StudyError(f"{root / layout.SPEC}: not found; is {root} a study folder?")
-    spec = load_spec(root / layout.SPEC, checked=False)
+    spec = layout.folder_spec(root)
     runs, missing = collect(root, spec)
     table = rows(runs)
     summary = summarize(table, spec.labels)

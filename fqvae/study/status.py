@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fqvae.study import layout
-from fqvae.study.spec import StudyError
-from fqvae.study.spec import load as load_spec
 
 STATES = ("done", "started", "failed", "not started")
 #: the metrics shown beside a finished run, when it has them
@@ -63,9 +61,7 @@ def run_state(root: Path, cell: layout.Cell, record: dict, now: float) -> RunSta
 def study_status(root: str | Path, now: float | None = None) -> tuple[str, list[RunState]]:
     """The study's name and the :class:`RunState` of every run of its grid, in grid order."""
     root = Path(root)
-    if not (root / layout.SPEC).is_file():
-        raise StudyError(f"{root / layout.SPEC}: not found; is {root} a study folder?")
-    spec = load_spec(root / layout.SPEC, checked=False)
+    spec = layout.folder_spec(root)
     records = layout.read_status(root)
     now = time.time() if now is None else now
     states = [
