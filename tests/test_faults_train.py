@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -13,6 +17,7 @@ from fault_cases import SMALL, copy_run, error_line
 from test_train_tiny import single_thread  # noqa: F401
 
 from fqvae.cli import main
+from fqvae.locks import holder
 from fqvae.training import checkpoint
 
 # ----------------------------------------------------------------------------- settings
@@ -62,6 +67,29 @@ def test_overwrite_replaces_the_run(capsys, tmp_path, finished_run):
     assert checkpoint.load(out / "checkpoint.pt")["step"] == 2
     assert not (out / "eval.csv").exists()
     assert json.loads((out / "metrics.json").read_text())["step"] == 2
+
+
+def test_a_folder_in_training_is_refused_to_a_second_process(capsys, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fqvae", "train", *SMALL, "--steps", "100000", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    trainer = subprocess.Popen([*cmd, "--log-every", "1"], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "log.csv").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert holder(out) == trainer.pid
+        line = error_line(capsys, ["train", *SMALL, "--out", str(out), "--overwrite"])
+        assert f"{out} is in use by process {trainer.pid}" in line
+        assert (out / "log.csv").exists() and (out / "config.json").exists()
+        trainer.send_signal(signal.SIGTERM)  # it saves a checkpoint and lets go
+        assert trainer.wait(timeout=120) == 130, trainer.stderr.read()
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+    assert holder(out) is None
+    assert main(["train", *SMALL, "--steps", "2", "--out", str(out), "--overwrite"]) == 0
 
 
 def test_out_that_is_a_file(capsys, tmp_path):

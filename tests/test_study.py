@@ -23,6 +23,7 @@ from PIL import Image
 from scipy import stats
 
 from fqvae.cli import main
+from fqvae.locks import FolderLock
 from fqvae.study.figures import in_use_curve, in_use_lines
 from fqvae.study.layout import Cell
 from fqvae.study.report import Run, collect
@@ -443,7 +444,14 @@ def test_report_of_a_partial_grid_lists_missing_runs(grid):
     assert len(_read_csv(grid.partial / "results.csv")) == 2
 
 
-STATUS_LINE = re.compile(r"^  (\S+)\s+seed (\d+)\s+(done|started|failed|not started) *(.*)$", re.M)
+STATUS_LINE = re.compile(
+    r"^  (\S+)\s+seed (\d+)\s+(done|running|stopped|failed|not started) *(.*)$", re.M
+)
+
+
+def status_lines(text: str) -> dict[tuple[str, int], tuple[str, str]]:
+    """(label, seed) -> (state, detail), from ``fqvae study status``."""
+    return {(m[1], int(m[2])): (m[3], m[4]) for m in STATUS_LINE.finditer(text)}
 
 
 def test_status_names_each_runs_state(grid, tmp_path, capsys):
@@ -466,11 +474,15 @@ def test_status_names_each_runs_state(grid, tmp_path, capsys):
 
     assert main(["study", "status", str(out)]) == 0
     text = capsys.readouterr().out
-    assert text.splitlines()[0] == "tiny: 6 runs: 2 done, 1 started, 2 failed, 1 not started"
-    state = {(m[1], int(m[2])): (m[3], m[4]) for m in STATUS_LINE.finditer(text)}
+    assert text.splitlines()[0] == (
+        "tiny: 6 runs: 2 done, 0 running, 1 stopped, 2 failed, 1 not started"
+    )
+    state = status_lines(text)
     assert len(state) == 6
-    assert state[("ae", 2)][0] == "started"
-    last_step = r"step 3 of 3 \(final evaluation\), last log row \d+ min ago"
+    assert state[("ae", 2)][0] == "stopped"
+    last_step = (
+        r"step 3 of 3 \(final evaluation\), last log row \d+ min ago; resumes from its checkpoint"
+    )
     assert re.fullmatch(last_step, state[("ae", 2)][1])
     assert state[("vae", 2)] == ("not started", "")
     for seed in (1, 2):
@@ -499,3 +511,28 @@ def test_parallel_jobs_share_the_cores(monkeypatch):
     assert "OMP_NUM_THREADS" not in child_env(1)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert child_env(2)["OMP_NUM_THREADS"] == "3"  # the user's setting wins
+
+
+def test_a_run_another_process_holds_is_left_to_it(grid, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(grid.out, out)
+    run = out / "ae" / "seed-2"
+    (run / "metrics.json").unlink()  # resumable: a checkpoint at the last step
+    attempts = {(r["label"], r["seed"]): r["attempts"] for r in load(out / "status.json")["runs"]}
+    with FolderLock(run):  # as a second runner's training of it would
+        before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+        assert main(["study", "status", str(out)]) == 0
+        line = status_lines(capsys.readouterr().out)
+        assert line[("ae", 2)][0] == "running"
+        assert line[("ae", 2)][1].endswith(f"process {os.getpid()}")
+        r = study("run", str(grid.spec), "--out", str(out), "--models", "ae", cwd=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert planned(r.stdout) == {("ae", 1): "skip", ("ae", 2): "resume"}
+        assert f"in use   ae seed 2: process {os.getpid()} holds {run}; left to it" in r.stdout
+        assert "0 failed, 1 left to the other process that holds it" in r.stdout
+        assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    status = {(r["label"], r["seed"]): r for r in load(out / "status.json")["runs"]}
+    assert status[("ae", 2)]["attempts"] == attempts[("ae", 2)]
+    # let go, it is resumable again
+    assert main(["study", "status", str(out)]) == 0
+    assert status_lines(capsys.readouterr().out)[("ae", 2)][0] == "stopped"

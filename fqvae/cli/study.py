@@ -55,9 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "status",
         help="where each run of a study folder stands",
         description="Print one line per run of the study in DIR: done (with its time and "
-        "headline metrics), started (its step, and how long ago its log last grew: running, "
-        "or stopped and resumable by `study run`), failed (exit code and last log line) or not "
-        "started. Reads the folder only.",
+        "headline metrics), running (its step and the pid of the process training it), "
+        "stopped (its step; `study run` resumes it), failed (exit code and last log line) or "
+        "not started. Reads the folder only.",
     )
     st.add_argument("dir", help="the study folder (as given to `study run --out`)")
     st.set_defaults(func=_guarded(status))

@@ -7,15 +7,14 @@ of each run: state, return code, log tail, wall seconds over all attempts).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fqvae.files import atomic_path
+from fqvae.locks import exclusive
 from fqvae.metrics.report import write_json
 from fqvae.study.spec import Spec, StudyError
 from fqvae.study.spec import load as load_spec
@@ -127,22 +126,6 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """An exclusive lock on the study folder's status (shards may share the folder)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    with open(Path(root) / ".status.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def read_status(root: Path) -> dict[tuple[str, int], dict[str, Any]]:
     """The records of ``DIR/status.json`` by ``(label, seed)`` (empty when there is none)."""
     runs = (read_json(Path(root) / STATUS) or {}).get("runs", [])
@@ -153,7 +136,7 @@ def write_status(root: Path, spec: Spec, updates: dict[tuple[str, int], dict[str
     """Merge ``updates`` into ``DIR/status.json`` (under a lock, atomically): one record per
     run of the spec's grid, in grid order; a run without a record is ``done`` when its folder
     holds a finished run, else ``pending``."""
-    with _locked(root):
+    with exclusive(Path(root) / ".status.lock"):
         records = {**read_status(root), **updates}
         runs = []
         for cell in grid(spec):

@@ -2,8 +2,9 @@
 
 Finished runs are skipped, interrupted ones (a checkpoint, not finished) resumed with
 ``--resume``, the others started in a clean folder. A failed run is recorded in
-``DIR/status.json`` and the grid goes on. ``jobs`` subprocesses run at a time; on Ctrl-C or
-SIGTERM the children are asked once to stop (they save a checkpoint) and awaited.
+``DIR/status.json`` and the grid goes on. A run whose folder another process holds (a second
+runner on the same folder) is left to that process. ``jobs`` subprocesses run at a time; on
+Ctrl-C or SIGTERM the children are asked once to stop (they save a checkpoint) and awaited.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from fqvae.locks import holder
 from fqvae.study import layout
 from fqvae.study.layout import Cell
 from fqvae.study.spec import Spec, StudyError, parse
@@ -182,13 +184,23 @@ class Runner:
         self.status = layout.read_status(self.root)
         self.running: dict[subprocess.Popen, tuple[Task, float, TextIO]] = {}
         self.failed = 0
+        self.busy = 0  # runs left to another process that holds their folder
 
     def _previous(self, cell: Cell) -> tuple[float, int]:
         old = self.status.get((cell.label, cell.seed), {})
         return float(old.get("wall_s") or 0.0), int(old.get("attempts") or 0)
 
-    def _launch(self, task: Task) -> None:
+    def _launch(self, task: Task) -> str | None:
+        """Start ``task``'s training; or, when another process holds its run folder (a
+        second runner on the same folder, a user's ``fqvae train``), leave it alone and
+        return a line that says so."""
         folder = layout.run_dir(self.root, task.cell)
+        pid = holder(folder)
+        if pid is not None:
+            self.busy += 1
+            by = f"process {pid}" if pid else "another process"
+            cell = task.cell
+            return f"in use   {cell.label} seed {cell.seed}: {by} holds {folder}; left to it"
         if task.action == "start" and folder.exists():
             shutil.rmtree(folder)  # leftovers of a run that never saved a checkpoint
         log = layout.log_path(self.root, task.cell)
@@ -207,6 +219,7 @@ class Runner:
             start_new_session=os.name == "posix",
         )
         self.running[proc] = (task, time.perf_counter(), f)
+        return None
 
     def _finish(self, proc: subprocess.Popen, interrupted: bool = False) -> str:
         task, t0, f = self.running.pop(proc)
@@ -274,7 +287,10 @@ class Runner:
         try:
             while queue or self.running:
                 while queue and len(self.running) < self.jobs:
-                    self._launch(queue.popleft())
+                    busy = self._launch(queue.popleft())
+                    if busy:
+                        bar.write(busy, file=sys.stdout)
+                        bar.update(1)
                 time.sleep(POLL_S)
                 for proc in [p for p in self.running if p.poll() is not None]:
                     bar.write(self._finish(proc), file=sys.stdout)
@@ -332,12 +348,13 @@ def run_study(
     layout.write_status(root, spec, {})
     runner = Runner(spec, root, jobs, say)
     code = runner.run(tasks)
-    ran = counts["resume"] + counts["start"]
+    ran = counts["resume"] + counts["start"] - runner.busy
     if code == layout.INTERRUPTED:
         say(f"fqvae study: interrupted; run the same command again to resume ({root})")
-    elif ran:
+    elif ran or runner.busy:
+        busy = f", {runner.busy} left to the other process that holds it" if runner.busy else ""
         say(
             f"fqvae study: {ran - runner.failed} of {ran} run(s) finished, {runner.failed} "
-            f"failed; status in {root / layout.STATUS}; report: fqvae study report {root}"
+            f"failed{busy}; status in {root / layout.STATUS}; report: fqvae study report {root}"
         )
     return code

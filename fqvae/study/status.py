@@ -1,9 +1,10 @@
 """Where each run of a study folder stands, read from its files without writing anything.
 
-A run is *done* (finished, with final metrics), *failed* (its last attempt exited with an
-error), *started* (a checkpoint or training log but no final metrics: running now, or stopped
-and resumable; the age of its last log row tells which) or *not started*. An attempt stopped by
-SIGINT or SIGTERM (exit 130) counts as started, since the runner resumes it.
+A run is *done* (finished, with final metrics), *running* (a process holds its folder's lock:
+see :mod:`fqvae.locks`), *stopped* (a checkpoint or training log, no final metrics and nobody
+training it: the runner resumes it, or starts it afresh without a checkpoint), *failed* (its
+last attempt exited with an error) or *not started*. An attempt stopped by SIGINT or SIGTERM
+(exit 130) counts as stopped, since the runner resumes it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from fqvae.locks import holder
 from fqvae.study import layout
 
-STATES = ("done", "started", "failed", "not started")
+LISTED = ("done", "running", "stopped", "failed", "not started")
 #: the metrics shown beside a finished run, when it has them
 SHOWN = (("dci.disentanglement", "DCI-D"), ("infomec.infom", "InfoM"), ("mig.mig", "MIG"))
 
@@ -51,10 +53,15 @@ def run_state(root: Path, cell: layout.Cell, record: dict, now: float) -> RunSta
     if record.get("state") == "failed" and code != layout.INTERRUPTED:
         last = (record.get("log_tail") or ["(empty log)"])[-1]
         return RunState(cell.label, cell.seed, "failed", f"exit {code}: {last}")
-    log = folder / layout.TRAIN_LOG
-    if (folder / layout.CHECKPOINT).is_file() or log.is_file():
+    log, has_checkpoint = folder / layout.TRAIN_LOG, (folder / layout.CHECKPOINT).is_file()
+    if has_checkpoint or log.is_file():
         age = f", last log row {_age(now - log.stat().st_mtime)}" if log.is_file() else ""
-        return RunState(cell.label, cell.seed, "started", of + age)
+        pid = holder(folder)
+        if pid is not None:
+            by = f", process {pid}" if pid else ""
+            return RunState(cell.label, cell.seed, "running", of + age + by)
+        then = "resumes from its checkpoint" if has_checkpoint else "no checkpoint: starts afresh"
+        return RunState(cell.label, cell.seed, "stopped", f"{of}{age}; {then}")
     return RunState(cell.label, cell.seed, "not started", "")
 
 
@@ -74,7 +81,7 @@ def study_status(root: str | Path, now: float | None = None) -> tuple[str, list[
 def format_status(name: str, states: list[RunState]) -> str:
     """A count line, then one line per run."""
     counts = Counter(s.state for s in states)
-    head = f"{name}: {len(states)} runs: " + ", ".join(f"{counts[s]} {s}" for s in STATES)
+    head = f"{name}: {len(states)} runs: " + ", ".join(f"{counts[s]} {s}" for s in LISTED)
     width = max((len(s.label) for s in states), default=0)
     lines = [
         f"  {s.label:<{width}}  seed {s.seed:<4} {s.state:<12} {s.detail}".rstrip() for s in states

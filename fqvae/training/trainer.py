@@ -14,6 +14,7 @@ exactly the weights of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import time
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor
 
 from fqvae.data import GroundTruthDataset
+from fqvae.locks import FolderInUse, FolderLock
 from fqvae.metrics.report import write_json
 from fqvae.models.base import DisentanglementModel
 from fqvae.nn import CPU_ARCHS
@@ -171,8 +173,8 @@ def train(
     unless ``resume`` (continue it) or ``overwrite`` (remove its files first). ``dataset``/
     ``model`` replace the ones the config names (tests, the demo); ``notes`` are resolution
     warnings for the manifest."""
-    dist_info, device, autocast = _claim_folder(cfg, resume, overwrite, model is None)
-    with torch_flags(cfg, device):
+    lock, dist_info, device, autocast = _claim_folder(cfg, resume, overwrite, model is None)
+    with lock, torch_flags(cfg, device):
         run, batches = _prepare(cfg, dist_info, device, autocast, resume, dataset, model)
         _open_outputs(run, resume, notes)
         stop_reason = _loop(run, batches)
@@ -181,10 +183,11 @@ def train(
 
 def _claim_folder(
     cfg: Config, resume: bool, overwrite: bool, check_names: bool
-) -> tuple[distributed.Dist, torch.device, Any]:
+) -> tuple[contextlib.ExitStack, distributed.Dist, torch.device, Any]:
     """Every check that needs no work (config, devices, precision, the output folder), then
-    the folder: an earlier run's files removed when overwriting. Returns the ranks, the device
-    and the autocast context."""
+    the folder: its lock taken (a folder another process trains in is refused, before anything
+    is removed), an earlier run's files removed when overwriting. Returns the held lock (a
+    context that releases it), the ranks, the device and the autocast context."""
     out = Path(cfg.out)
     validate(cfg, check_names=check_names)
     check_resolved(cfg)
@@ -202,13 +205,34 @@ def _claim_folder(
     if resume and not ckpt_path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
     held = check_run_folder(out, resume, overwrite)
-    distributed.barrier(dist_info)  # every rank has looked before the main one removes
-    if held and not resume and dist_info.is_main:
-        for name in held:
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "tb", ignore_errors=True)
     checkpoint.check_writable(out)
-    return dist_info, device, autocast
+    lock = _lock_folder(out, dist_info, device)
+    try:
+        distributed.barrier(dist_info)  # every rank has looked before the main one removes
+        if held and not resume and dist_info.is_main:
+            for name in held:
+                (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / "tb", ignore_errors=True)
+    except BaseException:
+        lock.close()
+        raise
+    return lock, dist_info, device, autocast
+
+
+def _lock_folder(
+    out: Path, dist_info: distributed.Dist, device: torch.device
+) -> contextlib.ExitStack:
+    """The run folder's lock, taken by the main rank, as a context that releases it; every
+    rank raises :class:`FolderInUse` when another process holds it."""
+    held, busy = contextlib.ExitStack(), None
+    if dist_info.is_main:
+        try:
+            held.enter_context(FolderLock(out))
+        except FolderInUse as exc:
+            busy = exc
+    if distributed.any_rank(busy is not None, dist_info, device):
+        raise busy or FolderInUse(f"{out} is in use by another process")
+    return held
 
 
 def _prepare(
