@@ -28,6 +28,7 @@ from fqvae.study.figures import in_use_curve, in_use_lines
 from fqvae.study.layout import Cell
 from fqvae.study.report import Run, collect
 from fqvae.study.spec import load as load_spec
+from fqvae.study.status import run_state
 
 RECIPE = """
 [recipe]
@@ -536,3 +537,21 @@ def test_a_run_another_process_holds_is_left_to_it(grid, tmp_path, capsys):
     # let go, it is resumable again
     assert main(["study", "status", str(out)]) == 0
     assert status_lines(capsys.readouterr().out)[("ae", 2)][0] == "stopped"
+
+
+def test_a_running_runs_time_left_follows_its_logged_speed(tmp_path):
+    root = tmp_path / "study"
+    cell = Cell(0, "ae", 1)
+    run = root / "ae" / "seed-1"
+    run.mkdir(parents=True)
+    config = {"config": {"train": {"iterations": 10000, "batch": 64}}}
+    (run / "config.json").write_text(json.dumps(config))
+    # the early rows ran slower; the last ten, at 100 and 300 images/s, set the pace
+    rows = [f"{s},0.1,{20 if s < 1000 else (100 if s % 100 else 300)}" for s in range(50, 4001, 50)]
+    (run / "log.csv").write_text("step,loss,images_per_s\n" + "\n".join(rows) + "\n")
+    with FolderLock(run):
+        state = run_state(root, cell, {}, now=time.time())
+    assert state.state == "running"
+    # 6,000 steps x 64 images at the mean of the last ten rows (5 x 100 + 5 x 300, 200/s)
+    assert f"about {6000 * 64 / 200 / 60:.0f} min of training left" in state.detail
+    assert state.detail.startswith("step 4,000 of 10,000")

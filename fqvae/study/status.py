@@ -20,6 +20,8 @@ from fqvae.study import layout
 LISTED = ("done", "running", "stopped", "failed", "not started")
 #: the metrics shown beside a finished run, when it has them
 SHOWN = (("dci.disentanglement", "DCI-D"), ("infomec.infom", "InfoM"), ("mig.mig", "MIG"))
+#: the log rows whose training speed estimates a running run's time left
+RATE_ROWS = 10
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,23 @@ class RunState:
 def _age(seconds: float) -> str:
     minutes = max(0, round(seconds / 60))
     return f"{minutes} min ago" if minutes < 120 else f"{minutes / 60:.0f} h ago"
+
+
+def _time_left(folder: Path, step: int, iterations: int | None) -> str:
+    """``", about N min of training left"`` at the mean ``images_per_s`` of the last
+    :data:`RATE_ROWS` rows of ``log.csv`` (evaluations not counted); empty when unknown."""
+    batch = (layout.read_json(folder / layout.CONFIG) or {}).get("config", {})
+    batch = batch.get("train", {}).get("batch")
+    try:
+        rows = (folder / layout.TRAIN_LOG).read_text().split()
+        column = rows[0].split(",").index("images_per_s")
+        rates = [float(r.split(",")[column]) for r in rows[1:][-RATE_ROWS:]]
+    except (OSError, ValueError, IndexError):
+        return ""
+    if not rates or not iterations or not isinstance(batch, int) or step >= iterations:
+        return ""
+    seconds = (iterations - step) * batch * len(rates) / max(sum(rates), 1e-9)
+    return f", about {seconds / 60:.0f} min of training left"
 
 
 def run_state(root: Path, cell: layout.Cell, record: dict, now: float) -> RunState:
@@ -59,7 +78,8 @@ def run_state(root: Path, cell: layout.Cell, record: dict, now: float) -> RunSta
         pid = holder(folder)
         if pid is not None:
             by = f", process {pid}" if pid else ""
-            return RunState(cell.label, cell.seed, "running", of + age + by)
+            left = _time_left(folder, step, iterations)
+            return RunState(cell.label, cell.seed, "running", of + age + left + by)
         then = "resumes from its checkpoint" if has_checkpoint else "no checkpoint: starts afresh"
         return RunState(cell.label, cell.seed, "stopped", f"{of}{age}; {then}")
     return RunState(cell.label, cell.seed, "not started", "")
