@@ -88,14 +88,29 @@ def test_traversal_grid_and_usage_histogram(tmp_path):
     x = tiny_dataset().batch(np.arange(32), "cpu")
     paths = visualize.save_figures(model, x, tmp_path, steps=5, num_values=10)
     zoom = 64 // SIDE  # images smaller than 64 px are drawn enlarged, pixel by pixel
-    grid = np.asarray(Image.open(paths["traversals"]))[::zoom, ::zoom]
     latents, cols, cell = 4, 2 + 5, SIDE + 2
+    image = np.asarray(Image.open(paths["traversals"]))
+    width = (cols * cell + 2) * zoom
+    grid, margin = image[::zoom, -width::zoom], image[:, :-width]
     assert grid.shape == (latents * cell + 2, cols * cell + 2, 3)
     first = visualize.to_uint8(x[:1], "centered")[0]
     assert np.array_equal(grid[2 : 2 + SIDE, 2 : 2 + SIDE], first)
+    # each row's label ("z0" ... "z3") is drawn in the margin beside that row
+    rows = np.array_split((margin < 128).any(axis=(1, 2)), latents)
+    assert all(row.any() for row in rows)
     assert model.training  # restored
     usage = np.asarray(Image.open(paths["codebook_usage"]))
     assert usage.ndim == 3 and usage.shape[0] > latents * 30
+
+
+def test_traversal_rows_are_named_by_the_factor_each_latent_holds():
+    nmi = np.array([[0.05, 0.94, 0.30], [0.02, 0.10, 0.61]])  # (factors, latents)
+    assert visualize.latent_labels(3, nmi, ["hue", "shape"]) == [
+        "z0 -",
+        "z1 hue 0.94",
+        "z2 shape 0.61",
+    ]
+    assert visualize.latent_labels(2) == ["z0", "z1"]
 
 
 def test_usage_counts_kinds():

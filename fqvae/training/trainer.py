@@ -147,11 +147,14 @@ class _Run:
                 self.device,
             )  # fmt: skip
         if self.cfg.eval.images:
+            factors = [self.dataset.factor_names[i] for i in self.dataset.latent_factor_indices]
             paths = visualize.save_figures(
                 self.model,
                 self.held_out_images,
                 self.out,
                 num_values=self.cfg.model.hparams.get("num_values"),
+                nmi=result.get("infomec.nmi"),
+                factors=factors,
             )
             for name, path in paths.items():
                 self.logger.image(name, path, self.step)

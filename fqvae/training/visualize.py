@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ _PAD = 2
 _BACKGROUND = (255, 255, 255)
 _BAR = (52, 101, 164)
 _TEXT = (0, 0, 0)
+#: the NMI a factor needs to name a latent in the traversal labels (below it: "-")
+LABEL_NMI = 0.1
 
 
 def to_uint8(x: torch.Tensor, pixels: str) -> np.ndarray:
@@ -105,6 +108,35 @@ def usage_image(counts: np.ndarray, width: int = 512, row_height: int = 36) -> n
     return np.asarray(img)
 
 
+def latent_labels(
+    num_latents: int, nmi: np.ndarray | None = None, factors: Sequence[str] = ()
+) -> list[str]:
+    """One label per latent: ``"z3"``, followed, given the ``(factors, latents)`` NMI matrix and
+    the factor names, by the factor it shares the most information with and that NMI
+    (``"z3 wall_hue 0.94"``), or ``"-"`` when no factor reaches :data:`LABEL_NMI`."""
+    labels = [f"z{j}" for j in range(num_latents)]
+    if nmi is None or not len(factors):
+        return labels
+    nmi = np.asarray(nmi, dtype=float)
+    for j in range(num_latents):
+        best = int(np.argmax(nmi[:, j]))
+        shown = f"{factors[best]} {nmi[best, j]:.2f}" if nmi[best, j] >= LABEL_NMI else "-"
+        labels[j] += f" {shown}"
+    return labels
+
+
+def label_rows(image: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """``image`` with a white margin on the left holding ``labels[r]`` beside row ``r`` of its
+    equal-height rows (a :func:`tile` grid, scaled or not)."""
+    height = image.shape[0] // len(labels)
+    width = 8 + 6 * max(len(label) for label in labels)  # the default font: 6 px a character
+    margin = Image.new("RGB", (width, image.shape[0]), _BACKGROUND)
+    draw = ImageDraw.Draw(margin)
+    for r, label in enumerate(labels):
+        draw.text((4, r * height + height // 2 - 5), label, fill=_TEXT)
+    return np.concatenate([np.asarray(margin), image], axis=1)
+
+
 def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an RGB uint8 array as PNG, atomically."""
     with atomic_path(path) as tmp:
@@ -132,17 +164,24 @@ def save_figures(
     prefix: str = "",
     steps: int = 10,
     num_values: int | None = None,
+    nmi: np.ndarray | None = None,
+    factors: Sequence[str] = (),
 ) -> dict[str, Path]:
-    """Write ``{prefix}traversals.png`` (from ``images[0]``) and ``{prefix}codebook_usage.png``
-    (codes of all ``images``; ``num_values``: the codebook size) into ``out``."""
+    """Write ``{prefix}traversals.png`` (from ``images[0]``, each row labelled by
+    :func:`latent_labels`: with ``nmi`` ``(factors, latents)`` and the ``factors``' names, the
+    factor each latent holds) and ``{prefix}codebook_usage.png`` (codes of all ``images``;
+    ``num_values``: the codebook size) into ``out``."""
     out = Path(out)
     codes = representation_codes(model, images)
     usage = usage_image(usage_counts(codes, model.discrete, num_values))
     grid = traversal_grid(model, images[:1], steps)
     zoom = max(1, 64 // images.shape[-1])  # small images (the CPU recipe's 32 px) drawn at 64
+    latents = len(model.traversal_values(steps))
+    if nmi is not None and np.shape(nmi) != (len(factors), latents):
+        nmi = None  # a representation other than the traversed latents: no factor to name
+    labels = latent_labels(latents, nmi, factors)
+    grid = label_rows(grid.repeat(zoom, axis=0).repeat(zoom, axis=1), labels)
     return {
-        "traversals": save_png(
-            grid.repeat(zoom, axis=0).repeat(zoom, axis=1), out / f"{prefix}traversals.png"
-        ),
+        "traversals": save_png(grid, out / f"{prefix}traversals.png"),
         "codebook_usage": save_png(usage, out / f"{prefix}codebook_usage.png"),
     }
