@@ -29,6 +29,7 @@ LAYERS = {
     "reference": 0,
     "schedules": 0,
     "files": 0,
+    "locks": 0,
     "kernels": 0,
     "csrc": 0,
     "__init__": 7,  # the top-level package re-exports the public API
