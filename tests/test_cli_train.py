@@ -169,6 +169,7 @@ def test_train_resume_and_eval_end_to_end(capsys, tmp_path):
     manifest = json.loads((out / "config.json").read_text())
     assert manifest["config"]["model"]["latents"] == 8  # 2 x the toy set's 4 factors
     assert manifest["config"]["model"]["hparams"]["tau_rate"] == 0.25
+    assert manifest["cpu_threads"] == torch.get_num_threads()  # part of what the run reproduces
     assert (out / "traversals.png").exists() and (out / "codebook_usage.png").exists()
 
     assert main(["train", "--resume", "--out", str(out), "--steps", "6", "--no-progress"]) == 0

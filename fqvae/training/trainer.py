@@ -295,6 +295,8 @@ def _open_outputs(run: _Run, resume: bool, notes: list[str] | None) -> None:
         "model_kwargs": run.model_kwargs,
         "device": str(run.device),
         "world_size": run.dist.world_size,
+        # the rounding of CPU reductions follows the thread count, and a run's result with it
+        "cpu_threads": torch.get_num_threads(),
         "resumed_from_step": run.step if resume else None,
         "num_parameters": sum(p.numel() for p in run.model.parameters()),
         "data_source": getattr(run.dataset, "data_source", None),
