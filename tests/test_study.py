@@ -24,7 +24,7 @@ from scipy import stats
 
 from fqvae.cli import main
 from fqvae.locks import FolderLock
-from fqvae.study.figures import in_use_curve, in_use_lines
+from fqvae.study.figures import bar_data, in_use_curve, in_use_lines
 from fqvae.study.layout import Cell
 from fqvae.study.report import Run, collect
 from fqvae.study.spec import load as load_spec
@@ -412,6 +412,22 @@ def test_report_figures(grid, tmp_path):
     assert (figures / "traversals_ae.png").read_bytes() == (
         grid.out / "ae" / "seed-1" / "traversals.png"
     ).read_bytes()
+
+
+def test_bar_charts_show_each_seed_beside_the_mean(grid, tmp_path):
+    rep = tmp_path / "report"
+    assert main(["study", "report", str(grid.out), "--out", str(rep)]) == 0
+    summary = load(rep / "results.json")["summary"]
+    runs, _ = collect(grid.out, load_spec(grid.out / "spec.toml", checked=False))
+    rows = bar_data(runs, summary, ["ae", "diverge", "vae"], "dci.disentanglement")
+    assert [label for label, *_ in rows] == ["ae", "vae"]  # diverge finished no run
+    for label, mean, ci, seeds in rows:
+        finals = [load(grid.out / label / f"seed-{s}" / "metrics.json")["final"] for s in (1, 2)]
+        assert seeds == [f["dci.disentanglement"] for f in finals]
+        assert (
+            mean == pytest.approx(np.mean(seeds))
+            and ci == summary[label]["dci.disentanglement"]["ci95"]
+        )
 
 
 def test_in_use_curve_averages_the_logged_column_over_seeds(tmp_path):

@@ -25,22 +25,55 @@ PREFIXES = ("bar_", "curve_", "traversals_", *(f"{name}_" for name in MATRICES))
 Lines = dict[str, tuple[list[int], list[float]]]
 
 
+def bar_data(
+    runs: list[Any], summary: dict[str, dict[str, Any]], labels: list[str], metric: str
+) -> list[tuple[str, float, float | None, list[float]]]:
+    """Per label with a value of ``metric``: ``(label, mean, 95% half-width or None, each
+    seed's value in seed order)``, in ``labels`` order."""
+    rows = []
+    for label in labels:
+        stat = summary.get(label, {}).get(metric, {})
+        if not stat.get("n"):
+            continue
+        mine = sorted((r for r in runs if r.cell.label == label), key=lambda r: r.cell.seed)
+        seeds = [float(r.final[metric]) for r in mine if _number(r.final.get(metric))]
+        rows.append((label, stat["mean"], stat["ci95"], seeds))
+    return rows
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and bool(np.isfinite(value))
+
+
 def bars(
-    summary: dict[str, dict[str, Any]], labels: list[str], metrics: list[str], folder: Path
+    runs: list[Any],
+    summary: dict[str, dict[str, Any]],
+    labels: list[str],
+    metrics: list[str],
+    folder: Path,
 ) -> list[tuple[str, Path]]:
-    """One bar per label with its 95% interval, for each metric."""
+    """For each metric, one bar per label at its mean with its 95% interval, and a dot per
+    seed (:func:`bar_data`); a label's seed count follows its name when the counts differ."""
     out = []
     for metric in metrics:
-        shown = [lb for lb in labels if summary.get(lb, {}).get(metric, {}).get("n")]
-        if not shown:
+        rows = bar_data(runs, summary, labels, metric)
+        if not rows:
             continue
-        means = [summary[lb][metric]["mean"] for lb in shown]
-        errors = [summary[lb][metric]["ci95"] or 0.0 for lb in shown]
-        fig, (ax,) = figure(max(4.0, 0.9 * len(shown) + 2), 3.5)
-        ax.bar(range(len(shown)), means, yerr=errors, capsize=4, color="tab:blue")
-        ax.set_xticks(range(len(shown)), shown, rotation=30 if len(shown) > 4 else 0, ha="right")
+        counts = {len(seeds) for *_, seeds in rows}
+        names = [lb if len(counts) == 1 else f"{lb} (n={len(sd)})" for lb, *_, sd in rows]
+        fig, (ax,) = figure(max(4.0, 0.9 * len(rows) + 2), 3.8)
+        x = np.arange(len(rows))
+        errors = [ci or 0.0 for _, _, ci, _ in rows]
+        ax.bar(x, [mean for _, mean, _, _ in rows], yerr=errors, capsize=4, color="tab:blue",
+               alpha=0.75)  # fmt: skip
+        for i, (*_, seeds) in enumerate(rows):
+            offsets = np.linspace(-0.15, 0.15, len(seeds)) if len(seeds) > 1 else [0.0]
+            ax.scatter(i + np.asarray(offsets), seeds, s=14, color="black", zorder=3)
+        tilt = len(rows) > 4 or max(len(n) for n in names) > 10
+        ax.set_xticks(x, names, rotation=30 if tilt else 0, ha="right" if tilt else "center",
+                      rotation_mode="anchor")  # fmt: skip
         ax.set_ylabel(metric)
-        ax.set_title(f"{metric} (mean, 95% CI over seeds)")
+        ax.set_title(f"{metric}: mean, 95% CI and each seed")
         out.append((metric, save_figure(fig, folder / f"bar_{metric}.png")))
     return out
 
@@ -176,7 +209,7 @@ def write_figures(
     metrics = [m for m in metrics if any(m in s for s in summary.values())]
     maps = heatmaps(runs, labels, folder)
     made = {
-        "Metrics": bars(summary, labels, metrics, folder),
+        "Metrics": bars(runs, summary, labels, metrics, folder),
         "Normalised mutual information (InfoMEC)": maps["nmi"],
         "DCI importance": maps["dci"],
         "Latent traversals": traversals(runs, labels, folder),
