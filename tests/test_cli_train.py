@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from test_train_tiny import single_thread  # noqa: F401
 
 from fqvae.cli import main
@@ -202,12 +203,18 @@ def test_train_resume_and_eval_end_to_end(capsys, tmp_path):
                 "1",
                 "--json",
                 str(report),
+                "--figures",
+                str(tmp_path / "figures"),
             ]
         )
         == 0
     )
     result = json.loads(report.read_text())
     assert 0 <= result["dci.disentanglement"] <= 1 and result["representation"] == "discrete"
+    assert "figures: " in capsys.readouterr().out
+    for name in ("traversals.png", "codebook_usage.png"):
+        with Image.open(tmp_path / "figures" / name) as image:
+            image.verify()
 
 
 def test_sigterm_to_the_command_saves_a_checkpoint(tmp_path):

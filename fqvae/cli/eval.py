@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from fqvae.files import check_output_file
 from fqvae.metrics.evaluate import METRICS, PRESETS, evaluate
@@ -56,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the code the metrics read, for models that offer a choice: index or value "
         "(codebook models), mean or sample (VAEs) (default: the one it was trained with)",
     )
+    p.add_argument(
+        "--figures",
+        type=Path,
+        metavar="DIR",
+        help="also draw traversals.png (rows named by the factor each latent holds, when "
+        "infomec is among the metrics) and codebook_usage.png into DIR",
+    )
     p.set_defaults(func=run)
 
 
@@ -68,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from fqvae.training.evaluation import FIGURE_IMAGES, load_for_eval, reconstruct_sample
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    figures: dict[str, Path] = {}
     try:
         # everything a user can get wrong is checked before the minutes of sampling and fitting
         try:
@@ -84,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint = args.checkpoint / CHECKPOINT
         json_path = args.json or args.checkpoint.with_suffix(".metrics.json")
         check_output_file(json_path, "--json")
+        if args.figures is not None:
+            check_output_file(args.figures / "traversals.png", "--figures")
         representation_fn, discrete, data_name = load_for_eval(args.checkpoint, device, args.repr)
         name = args.data or data_name
         dataset = data.load(name, args.data_path)
@@ -107,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
             results.update(
                 reconstruct_sample(model, dataset, FIGURE_IMAGES, args.seed or 0, device)
             )
+        if args.figures is not None and model is not None:
+            figures = _figures(model, dataset, results, args.figures, args.seed or 0, device)
     except (ValueError, OSError) as exc:
         print(f"fqvae eval: error: {exc}", file=sys.stderr)
         return 2
@@ -116,4 +129,26 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results))
     path = write_json(results, json_path)
     print(f"wrote {path}")
+    if figures:
+        print("figures: " + ", ".join(str(p) for p in figures.values()))
     return 0
+
+
+def _figures(
+    model: Any, dataset: Any, results: dict[str, Any], folder: Path, seed: int, device: str
+) -> dict[str, Path]:
+    """``traversals.png`` (from the first of the sampled images) and ``codebook_usage.png``
+    of ``model`` in ``folder``, as training draws them."""
+    from fqvae.training import visualize
+    from fqvae.training.evaluation import FIGURE_IMAGES, sample_images
+
+    images = sample_images(model, dataset, FIGURE_IMAGES, seed, device)
+    factors = [dataset.factor_names[i] for i in dataset.latent_factor_indices]
+    return visualize.save_figures(
+        model,
+        images,
+        folder,
+        num_values=getattr(model, "num_values", None),
+        nmi=results.get("infomec.nmi"),
+        factors=factors,
+    )

@@ -107,6 +107,20 @@ def reconstruction_scores(recon: Tensor, images: Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
+def sample_images(
+    model: DisentanglementModel,
+    dataset: GroundTruthDataset,
+    count: int,
+    seed: int,
+    device: torch.device,
+) -> Tensor:
+    """``count`` images of ``dataset`` drawn without replacement with ``seed``, in index
+    order, ``(count, C, H, W)`` in the model's pixel convention."""
+    rng = np.random.RandomState(seed)
+    idx = np.sort(rng.choice(len(dataset), min(count, len(dataset)), replace=False))
+    return dataset.batch(idx, device, pixels=model.pixels)
+
+
 def reconstruct_sample(
     model: DisentanglementModel,
     dataset: GroundTruthDataset,
@@ -116,9 +130,7 @@ def reconstruct_sample(
 ) -> dict[str, float]:
     """:func:`reconstruction_scores` of ``count`` images of ``dataset`` drawn with ``seed``
     (``fqvae eval``; the trainer scores its held-out images)."""
-    rng = np.random.RandomState(seed)
-    idx = np.sort(rng.choice(len(dataset), min(count, len(dataset)), replace=False))
-    images = dataset.batch(idx, device, pixels=model.pixels)
+    images = sample_images(model, dataset, count, seed, device)
     with evaluating(model):
         recon = torch.cat(
             [model.reconstruct(images[i : i + 256]).float() for i in range(0, len(images), 256)]
