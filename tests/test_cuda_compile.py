@@ -3,7 +3,6 @@ the torch-facing glue (which includes no CUDA header) with ``g++ -fsyntax-only``
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sysconfig
@@ -11,17 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from fqvae.backends import extension
+
 CUDA_DIR = Path(__file__).resolve().parents[1] / "csrc" / "cuda"
 CU_SOURCES = sorted(CUDA_DIR.glob("*.cu"))
-
-
-def _nvcc() -> str | None:
-    found = shutil.which("nvcc")
-    if found:
-        return found
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
-    candidate = Path(home) / "bin" / "nvcc"
-    return str(candidate) if candidate.exists() else None
 
 
 def _run(cmd: list[str]) -> None:
@@ -38,7 +30,7 @@ def test_sources_exist():
 
 @pytest.mark.parametrize("source", CU_SOURCES, ids=lambda p: p.name)
 def test_cu_compiles(source, tmp_path):
-    nvcc = _nvcc()
+    nvcc = extension.nvcc()
     if nvcc is None:
         pytest.skip("nvcc is not installed")
     _run(

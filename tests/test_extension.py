@@ -127,6 +127,8 @@ def test_doctor_reports_backends_and_toolchain():
     assert f"torch             {torch.__version__}" in proc.stdout
     assert "cpu cpp           available" in proc.stdout
     assert "compiled kernels  loaded" in proc.stdout
+    toolkit = extension.nvcc()  # found even under a CPU build of PyTorch
+    assert f"CUDA toolkit      {toolkit or 'not found'}" in proc.stdout
 
 
 def test_doctor_fails_without_a_compiler(tmp_path):

@@ -66,6 +66,18 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "c++"))
 
 
+def nvcc() -> str | None:
+    """The CUDA compiler: ``nvcc`` on ``PATH``, else ``$CUDA_HOME``, ``$CUDA_PATH`` or
+    ``/usr/local/cuda``'s ``bin/nvcc``; ``None`` when none exists. Looked up even under a CPU
+    build of PyTorch (whose ``cpp_extension.CUDA_HOME`` is always ``None``)."""
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
+    candidate = Path(home) / "bin" / "nvcc"
+    return str(candidate) if candidate.is_file() else None
+
+
 def cuda_reason() -> str | None:
     """Why the CUDA kernels are not compiled in; ``None`` when they are."""
     from torch.utils import cpp_extension

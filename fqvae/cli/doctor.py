@@ -32,6 +32,19 @@ def _version(command: list[str]) -> str:
     return f"{shutil.which(command[0])}: {lines[0] if lines else '?'}"
 
 
+def _nvcc_release() -> str:
+    """Where nvcc is and its release line (``Cuda compilation tools, release ...``)."""
+    found = extension.nvcc()
+    if found is None:
+        return "not found (nvcc is not on PATH, in $CUDA_HOME or in /usr/local/cuda)"
+    try:
+        out = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{found}: failed ({exc})"
+    release = [line for line in out.stdout.splitlines() if "release" in line]
+    return f"{found}: {release[0].strip() if release else '?'}"
+
+
 def _package(name: str) -> str:
     try:
         return importlib.metadata.version(name)
@@ -41,7 +54,6 @@ def _package(name: str) -> str:
 
 def report() -> tuple[list[tuple[str, str]], bool]:
     """``(rows, ok)``: label/value rows to print, and whether the C++ kernels work."""
-    from torch.utils import cpp_extension
 
     cxx = extension.compiler()
     rows = [
@@ -51,7 +63,7 @@ def report() -> tuple[list[tuple[str, str]], bool]:
         ("triton", _package("triton")),
         ("C++ compiler", _version([cxx, "--version"]) if cxx else "not found"),
         ("ninja", _package("ninja")),
-        ("CUDA toolkit", cpp_extension.CUDA_HOME or "not found"),
+        ("CUDA toolkit", _nvcc_release()),
         (
             "CUDA kernels",
             "compiled in"
