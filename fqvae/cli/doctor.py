@@ -20,29 +20,16 @@ from fqvae import __version__, backends
 from fqvae.backends import extension
 
 
-def _version(command: list[str]) -> str:
-    """The first line ``command`` prints, or why it could not run."""
+def _version(command: list[str], marker: str = "") -> str:
+    """The first line ``command`` prints that contains ``marker``, or why it could not run."""
     if shutil.which(command[0]) is None:
         return "not found"
     try:
         out = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"failed ({exc})"
-    lines = (out.stdout or out.stderr).strip().splitlines()
-    return f"{shutil.which(command[0])}: {lines[0] if lines else '?'}"
-
-
-def _nvcc_release() -> str:
-    """Where nvcc is and its release line (``Cuda compilation tools, release ...``)."""
-    found = extension.nvcc()
-    if found is None:
-        return "not found (nvcc is not on PATH, in $CUDA_HOME or in /usr/local/cuda)"
-    try:
-        out = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{found}: failed ({exc})"
-    release = [line for line in out.stdout.splitlines() if "release" in line]
-    return f"{found}: {release[0].strip() if release else '?'}"
+    lines = [line for line in (out.stdout or out.stderr).strip().splitlines() if marker in line]
+    return f"{shutil.which(command[0])}: {lines[0].strip() if lines else '?'}"
 
 
 def _package(name: str) -> str:
@@ -54,7 +41,6 @@ def _package(name: str) -> str:
 
 def report() -> tuple[list[tuple[str, str]], bool]:
     """``(rows, ok)``: label/value rows to print, and whether the C++ kernels work."""
-
     cxx = extension.compiler()
     rows = [
         ("fqvae", __version__),
@@ -63,7 +49,12 @@ def report() -> tuple[list[tuple[str, str]], bool]:
         ("triton", _package("triton")),
         ("C++ compiler", _version([cxx, "--version"]) if cxx else "not found"),
         ("ninja", _package("ninja")),
-        ("CUDA toolkit", _nvcc_release()),
+        (
+            "CUDA toolkit",
+            _version([nvcc, "--version"], "release")
+            if (nvcc := extension.nvcc())
+            else "not found (nvcc is not on PATH, in $CUDA_HOME or in /usr/local/cuda)",
+        ),
         (
             "CUDA kernels",
             "compiled in"
