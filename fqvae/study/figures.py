@@ -42,7 +42,10 @@ def bar_data(
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and bool(np.isfinite(value))
+    """A finite int or float, as :func:`fqvae.study.report.scalars` counts them (not a bool)."""
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+    )
 
 
 def bars(

@@ -113,7 +113,7 @@ def columns(table: list[dict[str, Any]]) -> list[str]:
 
 def interval(values: list[float | None]) -> dict[str, Any]:
     """Mean and 95% Student-t half-width ``t(0.975, n-1) * std(ddof=1) / sqrt(n)`` of the
-    values that are not None (``ci95`` None when n < 2)."""
+    values that are finite (None, NaN and inf dropped; ``ci95`` None when n < 2)."""
     xs = [float(v) for v in values if v is not None and math.isfinite(v)]
     n = len(xs)
     if n == 0:
