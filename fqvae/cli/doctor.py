@@ -41,7 +41,7 @@ def _package(name: str) -> str:
 
 def report() -> tuple[list[tuple[str, str]], bool]:
     """``(rows, ok)``: label/value rows to print, and whether the C++ kernels work."""
-    cxx = extension.compiler()
+    cxx, nvcc = extension.compiler(), extension.nvcc()
     rows = [
         ("fqvae", __version__),
         ("python", f"{platform.python_version()} ({sys.executable})"),
@@ -52,7 +52,7 @@ def report() -> tuple[list[tuple[str, str]], bool]:
         (
             "CUDA toolkit",
             _version([nvcc, "--version"], "release")
-            if (nvcc := extension.nvcc())
+            if nvcc
             else "not found (nvcc is not on PATH, in $CUDA_HOME or in /usr/local/cuda)",
         ),
         (
