@@ -21,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+from fqvae.cli import flush_subnormals
 from fqvae.models import MODELS as REGISTRY
 from fqvae.training.config import Config, ConfigError, set_item
 from fqvae.training.demo import GRID, MODELS, demo_config, demo_data, run_demo
@@ -91,6 +92,7 @@ def main() -> None:
         help="the classes of one factor the data keeps (default: the demo's set)",
     )
     args = p.parse_args()
+    flush_subnormals()  # as ``fqvae demo`` does, so a row equals the command's run
     grid = {**GRID, **dict(args.grid)}
     try:
         dataset = demo_data(grid)

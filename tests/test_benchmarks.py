@@ -15,6 +15,7 @@ import torch
 
 import fqvae
 from fqvae import ops, reference
+from fqvae.training.runtime import cpu_bf16_matmul
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -90,6 +91,19 @@ def test_permute_and_train_step_scripts_run(tmp_path):
         tmp_path=tmp_path,
     )
     assert {r["impl"] for r in step["rows"]} == {"reference ops", "fused ops (cpp)"}
+
+
+def test_train_settings_script_times_each_setting_against_the_default(tmp_path):
+    result = run_script(
+        "train_settings", "--device=cpu", "--models=ae", "--min-time=0.01", tmp_path=tmp_path
+    )
+    impls = [r["impl"] for r in result["rows"]]
+    expected = ["default", "--fused-optim"]
+    if cpu_bf16_matmul():
+        expected += ["--matmul reduced", "--fused-optim --matmul reduced"]
+    assert impls == expected
+    assert result["rows"][0]["speedup"] == 1.0 and all(r["speedup"] > 0 for r in result["rows"])
+    assert {r["case"] for r in result["rows"]} == {"ae small 32px B=64 L=12"}  # the demo's AE
 
 
 def test_discriminator_script_compares_one_pass_to_two(tmp_path):

@@ -32,6 +32,7 @@ SETTINGS = [
     (["--set", "eval.final_num_train=10", "--set", "eval.final_num_test=1"], "eval.final_num_test"),
     (["--eval-every", "2", "--set", "eval.num_train=1"], "eval.num_train must be 0"),
     (["--resume", "--overwrite"], "pick one"),
+    (["--matmul", "fast"], "system.matmul must be one of auto, full, reduced"),
 ]
 if not torch.cuda.is_available():
     SETTINGS.append((["--device", "cuda"], "CUDA is not available"))
@@ -43,6 +44,15 @@ def test_train_settings_are_checked_before_work(capsys, tmp_path, args, message)
         capsys, ["train", *SMALL, "--steps", "4", "--out", str(tmp_path / "r"), *args]
     )
     assert message in line
+
+
+def test_reduced_matmul_is_refused_on_a_cpu_without_bf16(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("fqvae.training.runtime.cpu_bf16_matmul", lambda: False)
+    out = tmp_path / "r"
+    argv = ["train", *SMALL, "--steps", "4", "--out", str(out), "--matmul", "reduced"]
+    line = error_line(capsys, [*argv, "--device", "cpu"])
+    assert "system.matmul=reduced on a CPU needs" in line and "--matmul full" in line
+    assert not out.exists()
 
 
 # ----------------------------------------------------------------------------- run folders

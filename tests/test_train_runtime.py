@@ -1,16 +1,22 @@
 """The run's torch flags: TF32 and cuDNN autotuning inside ``train`` only, the caller's flags
-restored afterwards (a notebook that trains and then evaluates keeps full fp32 matmuls)."""
+restored afterwards (a notebook that trains and then evaluates keeps full fp32 matmuls);
+``system.matmul`` (full or reduced fp32 matmuls) and ``system.fused_optim`` (fused Adam)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
 import torch
-from test_train_tiny import TinyModel, tiny_config, tiny_dataset
+from test_train_tiny import TinyModel, single_thread, tiny_config, tiny_dataset  # noqa: F401
 
+from fqvae.models import build_model
+from fqvae.training import checkpoint
 from fqvae.training.config import Config
-from fqvae.training.runtime import CUDA_FLAGS, torch_flags
+from fqvae.training.distributed import Dist
+from fqvae.training.runtime import CUDA_FLAGS, cpu_bf16_matmul, torch_flags
+from fqvae.training.step import train_step
 from fqvae.training.trainer import train
 
 CUDA = torch.device("cuda")  # the flags are plain settings: no GPU is needed to set them
@@ -56,6 +62,67 @@ def test_a_cpu_run_changes_no_flag(fp32_flags) -> None:
     cfg.train.deterministic = True
     with torch_flags(cfg, torch.device("cpu")):
         assert _flags() == fp32_flags
+
+
+def test_full_matmul_keeps_a_cuda_run_in_ieee_fp32(fp32_flags) -> None:
+    cfg = Config()
+    cfg.system.matmul = "full"
+    with torch_flags(cfg, CUDA):
+        assert _flags() == (False, False, True, False, None)
+    assert _flags() == fp32_flags
+
+
+def _matmul_error() -> float:
+    """Largest relative error of a fixed fp32 matmul against its float64 product."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 256, generator=g), torch.randn(256, 64, generator=g)
+    exact = a.double() @ b.double()
+    return ((a @ b).double() - exact).abs().max().item() / exact.abs().max().item()
+
+
+@pytest.mark.skipif(not cpu_bf16_matmul(), reason="needs a CPU with AMX or AVX512-BF16")
+def test_reduced_matmul_rounds_cpu_matmuls_through_bf16_inside_the_run_only() -> None:
+    cfg = Config()
+    cfg.system.matmul = "reduced"
+    full = _matmul_error()
+    with torch_flags(cfg, torch.device("cpu")):
+        reduced = _matmul_error()
+    assert full < 1e-5 < reduced < 1e-2  # fp32 against bf16 inputs (8 significant bits)
+    assert _matmul_error() == full
+
+
+def _three_steps(name: str, fused: bool) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    model = build_model(name, in_channels=3, image_size=32, num_latents=4, arch="small")
+    opt = model.configure_optimizers(1e-3, 10, fused=fused)
+    groups = [g for o in (*opt.main, opt.discriminator) if o is not None for g in o.param_groups]
+    assert all(bool(g["fused"]) == fused for g in groups)
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)) - 0.5
+    for step in range(3):
+        train_step(model, opt, x, step, contextlib.nullcontext(), Dist())
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+@pytest.mark.parametrize("name", ["factorqvae", "qlae_hsu2023"])  # + discriminator; AdamW
+def test_fused_optimizers_take_the_same_steps(name) -> None:
+    plain, fused = _three_steps(name, False), _three_steps(name, True)
+    moved = max((plain[k] - _three_steps(name, False)[k]).abs().max().item() for k in plain)
+    assert moved == 0.0  # the comparison below is not blurred by run-to-run noise
+    for key in plain:
+        torch.testing.assert_close(fused[key], plain[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_resume_takes_the_optimizer_kernel_of_its_config(tmp_path) -> None:
+    cfg = tiny_config(tmp_path, 4)
+    cfg.system.fused_optim = True
+    train(cfg, dataset=tiny_dataset(), model=TinyModel())
+    saved = checkpoint.load(tmp_path / checkpoint.CHECKPOINT)["optimizers"]
+    assert all(g["fused"] for o in saved for g in o["param_groups"])
+    cfg = tiny_config(tmp_path, 6)
+    cfg.system.fused_optim = False
+    assert train(cfg, dataset=tiny_dataset(), model=TinyModel(), resume=True).step == 6
+    saved = checkpoint.load(tmp_path / checkpoint.CHECKPOINT)["optimizers"]
+    assert not any(g["fused"] for o in saved for g in o["param_groups"])
 
 
 @pytest.mark.gpu

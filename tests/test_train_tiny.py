@@ -99,9 +99,10 @@ class TinyModel(DisentanglementModel):
         acc = 0.5 * ((real.argmax(1) == 0).float().mean() + (fake.argmax(1) == 1).float().mean())
         return {"loss": loss, "disc_acc": acc}
 
-    def configure_optimizers(self, lr: float, iterations: int) -> Optimizers:
-        main = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=lr)
-        disc = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
+    def configure_optimizers(self, lr: float, iterations: int, fused: bool = False) -> Optimizers:
+        own = [*self.encoder.parameters(), *self.decoder.parameters()]
+        main = torch.optim.Adam(own, lr=lr, fused=fused)
+        disc = torch.optim.Adam(self.discriminator.parameters(), lr=lr, fused=fused)
         scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, iterations) for o in (main, disc)]
         return Optimizers([main], disc, scheds)
 

@@ -36,6 +36,8 @@ FLAGS = {
     "seed": "train.seed",
     "device": "system.device",
     "amp": "system.amp",
+    "matmul": "system.matmul",
+    "fused_optim": "system.fused_optim",
     "channels_last": "system.channels_last",
     "compile": "system.compile",
     "log_every": "log.every",
@@ -139,6 +141,17 @@ def _runtime_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime")
     g.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     g.add_argument("--amp", help="auto (bf16 on CUDA, default), bf16 or off")
+    g.add_argument(
+        "--matmul",
+        help="fp32 matmul precision: auto (reduced on CUDA, full on CPU; default), full, or "
+        "reduced (TF32 on CUDA, bf16 inside oneDNN on a CPU with AMX or AVX512-BF16)",
+    )
+    g.add_argument(
+        "--fused-optim",
+        action="store_true",
+        default=None,
+        help="fused Adam/AdamW kernels: the same update, rounded differently (faster on CPU)",
+    )
     g.add_argument(
         "--channels-last", action="store_true", default=None, help="channels-last memory format"
     )

@@ -66,8 +66,9 @@ class DisentanglementModel(nn.Module):
         ``x_other``. Keys: ``"loss"`` and ``"disc_acc"``. Only for ``has_discriminator``."""
         raise NotImplementedError
 
-    def configure_optimizers(self, lr: float, iterations: int) -> Optimizers:
-        """Optimizers and per-batch schedulers with this model's published settings."""
+    def configure_optimizers(self, lr: float, iterations: int, fused: bool = False) -> Optimizers:
+        """Optimizers and per-batch schedulers with this model's published settings; ``fused``
+        asks for torch's fused Adam/AdamW kernels (the same update, rounded differently)."""
         raise NotImplementedError
 
     def before_optimizer_step(self) -> None:

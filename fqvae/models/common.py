@@ -250,25 +250,30 @@ class AutoencoderModel(DisentanglementModel):
         device = next(self.parameters()).device
         return torch.linspace(-3.0, 3.0, steps, device=device).expand(self.num_latents, -1)
 
-    def configure_optimizers(self, lr: float, iterations: int) -> Optimizers:
+    def configure_optimizers(self, lr: float, iterations: int, fused: bool = False) -> Optimizers:
         if not lr > 0 or not iterations >= 1:
             raise ValueError(f"need lr > 0 and iterations >= 1, got {lr}, {iterations}")
         params = dict(self.named_parameters())
         cfg, betas = self.optim, self.adam_betas
+        kernel = {"fused": True} if fused else {}
         if cfg.optimizer == "split":
             reg, unreg = decay_groups(self)
             main = [
                 torch.optim.AdamW(
-                    [params[n] for n in reg], lr=lr, betas=betas, weight_decay=cfg.weight_decay
+                    [params[n] for n in reg],
+                    lr=lr,
+                    betas=betas,
+                    weight_decay=cfg.weight_decay,
+                    **kernel,
                 ),
-                torch.optim.Adam(self._lr_groups(unreg, lr), betas=betas),
+                torch.optim.Adam(self._lr_groups(unreg, lr), betas=betas, **kernel),
             ]
         else:
             own = [n for n in params if not n.startswith("discriminator.")]
-            main = [torch.optim.Adam(self._lr_groups(own, lr), betas=betas)]
+            main = [torch.optim.Adam(self._lr_groups(own, lr), betas=betas, **kernel)]
         disc = None
         if self.has_discriminator:
-            disc = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr or lr)
+            disc = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr or lr, **kernel)
         schedulers = []
         if cfg.lr_schedule == "cosine":
             t_max = cfg.lr_t_max or iterations

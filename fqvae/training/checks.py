@@ -10,6 +10,7 @@ import re
 from fqvae.training.config import (
     AMP,
     FIDELITY,
+    MATMUL,
     RECIPES,
     SPLITS,
     Config,
@@ -61,6 +62,7 @@ def validate(cfg: Config, check_names: bool = True) -> None:
         "train.recipe": RECIPES,
         "train.fidelity": FIDELITY,
         "system.amp": AMP,
+        "system.matmul": MATMUL,
         "data.split": SPLITS,
     }
     for key, allowed in choices.items():

@@ -18,6 +18,7 @@ from typing import Any
 FIDELITY = ("executed", "clean")
 RECIPES = ("auto", "paper", "cpu")
 AMP = ("auto", "bf16", "off")
+MATMUL = ("auto", "full", "reduced")
 SPLITS = ("train", "all")
 #: old names of fidelity variants, read as the new ones (configs of earlier runs keep working)
 FIDELITY_ALIASES = {"reference": "executed"}
@@ -77,6 +78,11 @@ class SystemConfig:
     device: str = "auto"
     #: "auto" (bf16 on CUDA, off on CPU), "bf16" or "off"
     amp: str = "auto"
+    #: fp32 matmuls: "auto" (reduced on CUDA, full on CPU), "full" (IEEE fp32) or "reduced"
+    #: (TF32 on CUDA; bf16 inside oneDNN on a CPU with AMX or AVX512-BF16)
+    matmul: str = "auto"
+    #: the optimizers' fused Adam/AdamW kernels: the same update, rounded differently
+    fused_optim: bool = False
     channels_last: bool = False
     compile: bool = False
 

@@ -101,6 +101,11 @@ def checkpoint_state(
     }
 
 
+#: optimizer group options that pick kernels, not the update: a resumed run takes its config's
+#: (``system.fused_optim`` may change on resume), and torch places the state to match
+KERNEL_OPTIONS = ("fused", "foreach")
+
+
 def restore(
     cfg: Config,
     path: Path,
@@ -115,7 +120,9 @@ def restore(
     check_resume(cfg, Config.from_dict(state["config"]))
     model.load_state_dict(state["model"])
     for o, s in zip(all_optimizers(opt), state["optimizers"]):
-        o.load_state_dict(s)
+        kernels = [{k: g[k] for k in KERNEL_OPTIONS if k in g} for g in o.param_groups]
+        groups = [{**g, **kept} for g, kept in zip(s["param_groups"], kernels)]
+        o.load_state_dict({**s, "param_groups": groups})  # torch places the state for them
     for sched, s in zip(opt.schedulers, state["schedulers"]):
         sched.load_state_dict(s)
     step = int(state["step"])

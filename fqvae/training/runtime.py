@@ -1,5 +1,5 @@
-"""Where and how a run executes: device, autocast, torch flags, per-rank noise seeds, and the
-signal handler that turns Ctrl-C / SIGTERM into a checkpoint."""
+"""Where and how a run executes: device, autocast, matmul precision and the other torch flags,
+per-rank noise seeds, and the signal handler that turns Ctrl-C / SIGTERM into a checkpoint."""
 
 from __future__ import annotations
 
@@ -58,21 +58,61 @@ CUDA_FLAGS = (
 )
 
 
+def cpu_bf16_matmul() -> bool:
+    """Whether oneDNN can round fp32 matmuls through bf16 here: a CPU with AMX or AVX512-BF16,
+    and a torch that exposes the setting (``torch.backends.mkldnn.matmul.fp32_precision``)."""
+    mkldnn = torch.backends.mkldnn
+    if not mkldnn.is_available() or not hasattr(getattr(mkldnn, "matmul", None), "fp32_precision"):
+        return False
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def matmul_mode(cfg: Config, device: torch.device) -> str:
+    """What ``system.matmul`` means on ``device``: ``"full"`` or ``"reduced"`` (``"auto"`` is
+    reduced on CUDA, full on CPU). Raises ConfigError for reduced on a CPU without bf16."""
+    mode = cfg.system.matmul
+    if mode == "auto":
+        return "reduced" if device.type == "cuda" else "full"
+    if mode == "reduced" and device.type == "cpu" and not cpu_bf16_matmul():
+        raise ConfigError(
+            "system.matmul=reduced on a CPU needs oneDNN bf16 matmuls (AMX or AVX512-BF16 and "
+            f"torch >= 2.9); this machine (torch {torch.__version__}) lacks them: use --matmul full"
+        )
+    return mode
+
+
 @contextlib.contextmanager
 def torch_flags(cfg: Config, device: torch.device) -> Iterator[None]:
-    """torch's CUDA flags for the run: TF32 matmuls, cuDNN autotuning, or deterministic
-    algorithms with ``train.deterministic`` (nothing on a CPU). The caller's flags come back on
-    exit, so code that runs after :func:`fqvae.train` in the same process keeps full fp32."""
-    if device.type != "cuda":
+    """torch's flags for the run: on CUDA, TF32 matmuls (unless ``system.matmul`` is full),
+    cuDNN autotuning, or deterministic algorithms with ``train.deterministic``; on a CPU, bf16
+    inside oneDNN's fp32 matmuls when ``system.matmul`` is reduced. The caller's flags come back
+    on exit, so code that runs after :func:`fqvae.train` in the same process keeps full fp32."""
+    reduced = matmul_mode(cfg, device) == "reduced"
+    if device.type == "cuda":
+        with _cuda_flags(reduced, cfg.train.deterministic):
+            yield
+    elif reduced:
+        matmul = torch.backends.mkldnn.matmul
+        saved = matmul.fp32_precision
+        matmul.fp32_precision = "bf16"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = saved
+    else:
         yield
-        return
+
+
+@contextlib.contextmanager
+def _cuda_flags(tf32: bool, deterministic: bool) -> Iterator[None]:
     saved = [getattr(module, name) for module, name in CUDA_FLAGS]
-    deterministic = torch.are_deterministic_algorithms_enabled()
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    for (module, name), value in zip(CUDA_FLAGS, (True, True, not cfg.train.deterministic)):
+    for (module, name), value in zip(CUDA_FLAGS, (tf32, tf32, not deterministic)):
         setattr(module, name, value)
-    if cfg.train.deterministic:
+    if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
@@ -80,7 +120,7 @@ def torch_flags(cfg: Config, device: torch.device) -> Iterator[None]:
     finally:
         for (module, name), value in zip(CUDA_FLAGS, saved):
             setattr(module, name, value)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=warn_only)
         if workspace is None:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
         else:

@@ -50,6 +50,7 @@ from fqvae.training.run_folder import (
 from fqvae.training.runtime import (
     StopSignal,
     autocast_for,
+    matmul_mode,
     noise_seed,
     pick_device,
     torch_flags,
@@ -199,6 +200,7 @@ def _claim_folder(
     )
     device = pick_device(cfg, dist_info)
     autocast = autocast_for(cfg, device)
+    matmul_mode(cfg, device)
     if cfg.train.batch % (2 * dist_info.world_size):
         raise ConfigError(
             f"train.batch={cfg.train.batch} must be divisible by 2 x "
@@ -260,7 +262,9 @@ def _prepare(
     if cfg.system.channels_last:
         model.to(memory_format=torch.channels_last)
     distributed.broadcast_state(model, dist_info)
-    opt = model.configure_optimizers(cfg.train.lr, cfg.train.iterations)
+    opt = model.configure_optimizers(
+        cfg.train.lr, cfg.train.iterations, fused=cfg.system.fused_optim
+    )
     checkpoint.check_writable(out, 3 * checkpoint.state_bytes(model.state_dict()))
     ckpt_path = out / checkpoint.CHECKPOINT
     step = restore(cfg, ckpt_path, model, opt, dist_info, device) if resume else 0
