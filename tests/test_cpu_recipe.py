@@ -13,6 +13,7 @@ from fqvae import data
 from fqvae.cli import main
 from fqvae.models import build_model
 from fqvae.training.published import CPU_COMMON, CPU_MODELS
+from fqvae.training.runtime import cpu_bf16_matmul
 
 
 def _dry(capsys, *args):
@@ -35,6 +36,15 @@ def test_a_cpu_run_gets_the_cpu_recipe_and_says_so_in_one_line(capsys):
     assert (hp["lr_t_max"], hp["lr_cycle"]) == (CPU_COMMON["iterations"], "single")
     notes = [line for line in err.splitlines() if "CPU recipe" in line]
     assert len(notes) == 1 and "small backbone" in notes[0] and "--recipe paper" in notes[0]
+    assert "--fused-optim" in notes[0]
+    assert ("--matmul reduced" in notes[0]) == cpu_bf16_matmul()
+
+
+def test_the_cpu_note_names_only_the_speed_settings_left_off(capsys):
+    args = ("--model", "factorqvae", "--data", "shapes3d", "--fused-optim", "--matmul", "full")
+    _, err = _dry(capsys, *args)
+    notes = [line for line in err.splitlines() if "CPU recipe" in line]
+    assert len(notes) == 1 and "--fused-optim" not in notes[0] and "--matmul" not in notes[0]
 
 
 def test_what_the_user_sets_wins_over_the_cpu_recipe(capsys):

@@ -100,6 +100,7 @@ def resolve(cfg: Config) -> list[str]:
             f"no GPU: the CPU recipe ({cfg.model.arch or entry['arch']} backbone, "
             f"{cfg.data.image_size or entry['image_size']}px images, batch {t.batch}, "
             f"{t.iterations} steps; docs/recipes.md); --recipe paper for the published settings"
+            + _faster_cpu_hint(cfg)
         )
     if cfg.data.split is None:
         cfg.data.split = "all" if entry["source"] == "hsu2023" else "train"
@@ -136,3 +137,13 @@ def _runs_on_cpu(cfg: Config) -> bool:
 
 def _default_arch(model: str) -> str | None:
     return hparam_defaults(model).get("arch")
+
+
+def _faster_cpu_hint(cfg: Config) -> str:
+    """The opt-in CPU speed settings this run leaves off and this machine supports, if any."""
+    from fqvae.training.runtime import cpu_bf16_matmul
+
+    flags = [] if cfg.system.fused_optim else ["--fused-optim"]
+    if cfg.system.matmul == "auto" and cpu_bf16_matmul():
+        flags.append("--matmul reduced")
+    return f"; {' '.join(flags)} train faster, rounded differently" if flags else ""
