@@ -1,6 +1,6 @@
 """Probe a change to ``fqvae demo`` on chosen seeds: one JSON row per model and seed.
 
-Each run is the demo's own (``fqvae.training.demo``: its data, the CPU recipe, 1,500 steps,
+Each run is the demo's own (``fqvae.training.demo``: its data, the CPU recipe, its steps,
 metrics on 2,000/1,000 points, ``DEMO_HPARAMS``) with the given overrides on top; ``--steps``
 goes through the recipe, so the schedules follow it. Rows append to ``rows`` (JSON lines), so
 an interrupted probe resumes: a (tag, model, seed) already there is skipped. Runs go to
@@ -24,7 +24,7 @@ from pathlib import Path
 from fqvae.cli import flush_subnormals
 from fqvae.models import MODELS as REGISTRY
 from fqvae.training.config import Config, ConfigError, set_item
-from fqvae.training.demo import GRID, MODELS, demo_config, demo_data, run_demo
+from fqvae.training.demo import GRID, MODELS, STEPS, demo_config, demo_data, run_demo
 from fqvae.training.presets import check_hparams
 
 #: the metrics each row keeps (4 decimals), beside the latents in use and the best NMIs
@@ -81,7 +81,7 @@ def main() -> None:
         help="default: the demo's factorqvae,ae; any fqvae model trains the same way",
     )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--steps", type=int, default=1500, help="training steps (the demo's 1500)")
+    p.add_argument("--steps", type=int, default=STEPS, help=f"training steps (the demo's {STEPS})")
     p.add_argument("--work", type=Path, default=Path("runs/demo-probe"))
     p.add_argument(
         "--grid",
