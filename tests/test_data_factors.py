@@ -155,6 +155,11 @@ def test_batch_converts_on_device_to_chw_float():
     assert centered.min() == -0.5 and centered.max() == 0.5
     with pytest.raises(ValueError, match="pixels"):
         ds.batch(idx, "cpu", pixels="signed")
+    # the trainer's loader thread gathers uint8 on the host; the training thread converts
+    host = ds.gather(idx)
+    assert host.dtype == torch.uint8 and host.shape == (2, 64, 64, 3)
+    assert torch.equal(ds.to_pixels(host, "cpu", "unit"), unit)
+    assert torch.equal(ds.to_pixels(host, "cpu"), centered)
 
 
 def test_torch_view_is_a_dataset():

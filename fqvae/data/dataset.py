@@ -142,14 +142,24 @@ class GroundTruthDataset:
         device: str | torch.device = "cpu",
         pixels: str = "centered",
     ) -> torch.Tensor:
-        """Float32 tensor (n, C, H, W) on ``device``.
+        """Float32 tensor (n, C, H, W) on ``device``: :meth:`gather` then :meth:`to_pixels`.
 
         The uint8 images are gathered on the host, moved to the device, and only there converted:
         ``x / max_value`` for ``pixels="unit"``, minus 0.5 for ``pixels="centered"``.
         """
         if pixels not in PIXEL_MODES:
             raise ValueError(f"pixels must be one of {PIXEL_MODES}, got {pixels!r}")
-        host = torch.from_numpy(np.ascontiguousarray(self.images[np.asarray(indices)]))
+        return self.to_pixels(self.gather(indices), device, pixels)
+
+    def gather(self, indices: np.ndarray | Sequence[int]) -> torch.Tensor:
+        """The uint8 images at ``indices``, ``(n, H, W, C)`` on the host. NumPy work only, so a
+        loader thread can run it beside training without starting a second torch thread pool."""
+        return torch.from_numpy(np.ascontiguousarray(self.images[np.asarray(indices)]))
+
+    def to_pixels(
+        self, host: torch.Tensor, device: str | torch.device = "cpu", pixels: str = "centered"
+    ) -> torch.Tensor:
+        """:meth:`gather`'s uint8 ``(n, H, W, C)`` as float32 ``(n, C, H, W)`` on ``device``."""
         x = rearrange(host.to(device, non_blocking=True), "n h w c -> n c h w")
         x = x.float().div_(self.max_value)
         return x.sub_(0.5) if pixels == "centered" else x
