@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.utils.benchmark as tbench
@@ -126,11 +128,25 @@ def copy_bandwidth_gbps(device: torch.device, min_time: float) -> float | None:
     return 2 * src.numel() / seconds / 1e9
 
 
+#: the CPU's bf16 matmul instructions, as (name, ``torch.cpu`` probe)
+BF16_ISAS = (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported"))
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``) and its bf16 matmul instructions, if any: the
+    CPU timings of different machines differ by more than their core counts."""
+    name = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        models = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+        name = models[0] if models else name
+    isas = [isa for isa, probe in BF16_ISAS if getattr(torch.cpu, probe, lambda: False)()]
+    return f"{name} ({', '.join(isas)})" if isas else name
+
+
 def environment(device: torch.device) -> dict:
     info = {
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),

@@ -29,9 +29,9 @@ DESCRIPTION = (
     f"{recipe_note()}) on a 5,000-image Shapes3D replica rendered in memory (every floor, wall and "
     "object hue, five orientations of one cube), then print their disentanglement metrics, "
     "reconstruction error and latents in use side by side. OUT/MODEL/traversals.png holds each "
-    "model's latent traversals, OUT/nmi.png their latent-factor NMI matrices. About 4 minutes on "
-    "2 CPU cores at the default 2,500 steps (fused Adam, and bf16 matmuls on a CPU with AMX or "
-    "AVX512-BF16); more --steps separate the two models more clearly. README.md, section "
+    "model's latent traversals, OUT/nmi.png their latent-factor NMI matrices. About 4-5 minutes on "
+    "2 CPU cores at the default 2,500 steps (fused Adam, and bf16 matmuls on a CPU with AMX); "
+    "more --steps separate the two models more clearly. README.md, section "
     "Results, has the numbers over ten seeds."
 )
 

@@ -68,6 +68,13 @@ def cpu_bf16_matmul() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+def cpu_bf16_matmul_pays() -> bool:
+    """Whether :func:`cpu_bf16_matmul` also makes training faster here: only with AMX. On an
+    AVX512-BF16 CPU without it (AMD Zen 4) ``benchmarks/train_settings.py`` measured FactorQVAE's
+    step 1.0-1.1x and the autoencoder's 0.8-1.0x: new rounding for no speed."""
+    return cpu_bf16_matmul() and getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+
+
 def matmul_mode(cfg: Config, device: torch.device) -> str:
     """What ``system.matmul`` means on ``device``: ``"full"`` or ``"reduced"`` (``"auto"`` is
     reduced on CUDA, full on CPU). Raises ConfigError for reduced on a CPU without bf16."""
