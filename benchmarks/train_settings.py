@@ -1,6 +1,6 @@
 """Time a model's full training step under the trainer's speed settings, side by side in one
 process: the default, ``--fused-optim`` (fused Adam/AdamW), ``--matmul reduced`` (TF32 on CUDA,
-bf16 inside oneDNN on a CPU with AMX or AVX512-BF16), and both. Ratios are against the default.
+bf16 inside oneDNN on a CPU with AMX), and both. Ratios are against the default.
 
 Each model is built and fed as ``fqvae demo`` trains it (the CPU recipe resolved for 32x32
 Shapes3D: its backbone, batch, latents and hparams); the step is the trainer's
@@ -70,7 +70,7 @@ def main() -> int:
     device = torch.device(args.device)
     settings = SETTINGS
     if device.type == "cpu" and not cpu_bf16_matmul():
-        print("this CPU has no bf16 matmuls (AMX or AVX512-BF16): --matmul reduced left out")
+        print("this CPU keeps fp32 matmuls in full precision (no AMX): --matmul reduced left out")
         settings = tuple(s for s in SETTINGS if s[2] == "full")
     rows: list[common.Row] = []
     for name in args.models.split(","):

@@ -14,7 +14,7 @@ from fqvae.cli import main
 from fqvae.models import build_model
 from fqvae.training.demo import demo_config, recipe_note
 from fqvae.training.published import CPU_COMMON, CPU_MODELS
-from fqvae.training.runtime import cpu_bf16_matmul_pays
+from fqvae.training.runtime import cpu_bf16_matmul
 
 
 def _dry(capsys, *args):
@@ -38,7 +38,7 @@ def test_a_cpu_run_gets_the_cpu_recipe_and_says_so_in_one_line(capsys):
     notes = [line for line in err.splitlines() if "CPU recipe" in line]
     assert len(notes) == 1 and "small backbone" in notes[0] and "--recipe paper" in notes[0]
     assert "--fused-optim" in notes[0]
-    assert ("--matmul reduced" in notes[0]) == cpu_bf16_matmul_pays()
+    assert ("--matmul reduced" in notes[0]) == cpu_bf16_matmul()
 
 
 def test_the_cpu_note_names_only_the_speed_settings_left_off(capsys):
@@ -48,15 +48,18 @@ def test_the_cpu_note_names_only_the_speed_settings_left_off(capsys):
     assert len(notes) == 1 and "--fused-optim" not in notes[0] and "--matmul" not in notes[0]
 
 
-@pytest.mark.parametrize("amx", [False, True])
-def test_bf16_matmuls_are_suggested_and_used_by_the_demo_only_with_amx(capsys, monkeypatch, amx):
-    # an AVX512-BF16 CPU without AMX (AMD Zen 4) rounds through bf16 for no speed
-    monkeypatch.setattr("fqvae.training.runtime.cpu_bf16_matmul", lambda: True)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+@pytest.mark.parametrize("bf16", [False, True])
+def test_bf16_matmuls_are_suggested_and_used_by_the_demo_only_where_they_round(
+    capsys, monkeypatch, bf16
+):
+    for module in ("runtime", "presets", "demo"):
+        monkeypatch.setattr(f"fqvae.training.{module}.cpu_bf16_matmul", lambda: bf16)
     _, err = _dry(capsys, "--model", "factorqvae", "--data", "shapes3d")
-    assert ("--matmul reduced" in err) == amx and "--fused-optim" in err
-    assert demo_config("factorqvae", progress=False).system.matmul == ("reduced" if amx else "auto")
-    assert ("--matmul reduced" in recipe_note()) == amx
+    assert ("--matmul reduced" in err) == bf16 and "--fused-optim" in err
+    assert demo_config("factorqvae", progress=False).system.matmul == (
+        "reduced" if bf16 else "auto"
+    )
+    assert ("--matmul reduced" in recipe_note()) == bf16
 
 
 def test_what_the_user_sets_wins_over_the_cpu_recipe(capsys):

@@ -80,7 +80,28 @@ def _matmul_error() -> float:
     return ((a @ b).double() - exact).abs().max().item() / exact.abs().max().item()
 
 
-@pytest.mark.skipif(not cpu_bf16_matmul(), reason="needs a CPU with AMX or AVX512-BF16")
+def test_the_bf16_probe_leaves_the_matmul_setting_as_it_found_it() -> None:
+    mkldnn = torch.backends.mkldnn
+    if not hasattr(getattr(mkldnn, "matmul", None), "fp32_precision"):
+        pytest.skip("this torch has no oneDNN matmul precision setting")
+    before = mkldnn.matmul.fp32_precision
+    cpu_bf16_matmul.cache_clear()
+    assert cpu_bf16_matmul() == (_matmul_error_with(mkldnn, "bf16") > 1e-4)
+    assert mkldnn.matmul.fp32_precision == before
+
+
+def _matmul_error_with(mkldnn, precision: str) -> float:
+    before = mkldnn.matmul.fp32_precision
+    mkldnn.matmul.fp32_precision = precision
+    try:
+        return _matmul_error()
+    finally:
+        mkldnn.matmul.fp32_precision = before
+
+
+@pytest.mark.skipif(
+    not cpu_bf16_matmul(), reason="needs a CPU whose oneDNN rounds fp32 matmuls through bf16 (AMX)"
+)
 def test_reduced_matmul_rounds_cpu_matmuls_through_bf16_inside_the_run_only() -> None:
     cfg = Config()
     cfg.system.matmul = "reduced"

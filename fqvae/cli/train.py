@@ -144,7 +144,7 @@ def _runtime_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--matmul",
         help="fp32 matmul precision: auto (reduced on CUDA, full on CPU; default), full, or "
-        "reduced (TF32 on CUDA, bf16 inside oneDNN on a CPU with AMX or AVX512-BF16)",
+        "reduced (TF32 on CUDA, bf16 inside oneDNN on a CPU with AMX)",
     )
     g.add_argument(
         "--fused-optim",

@@ -79,7 +79,7 @@ class SystemConfig:
     #: "auto" (bf16 on CUDA, off on CPU), "bf16" or "off"
     amp: str = "auto"
     #: fp32 matmuls: "auto" (reduced on CUDA, full on CPU), "full" (IEEE fp32) or "reduced"
-    #: (TF32 on CUDA; bf16 inside oneDNN on a CPU with AMX or AVX512-BF16)
+    #: (TF32 on CUDA; bf16 inside oneDNN on a CPU with AMX)
     matmul: str = "auto"
     #: the optimizers' fused Adam/AdamW kernels: the same update, rounded differently
     fused_optim: bool = False

@@ -20,7 +20,7 @@ from fqvae.data.factors import FactorTable
 from fqvae.data.tables import SHAPES3D
 from fqvae.training import presets
 from fqvae.training.config import Config
-from fqvae.training.runtime import cpu_bf16_matmul_pays
+from fqvae.training.runtime import cpu_bf16_matmul
 from fqvae.training.trainer import train
 
 MODELS = ("factorqvae", "ae")
@@ -88,7 +88,7 @@ def demo_config(
     t.recipe, t.iterations, t.seed = "cpu", steps, seed
     cfg.system.device = device
     cfg.system.fused_optim = True
-    cfg.system.matmul = "reduced" if cpu_bf16_matmul_pays() else "auto"
+    cfg.system.matmul = "reduced" if cpu_bf16_matmul() else "auto"
     cfg.log.every, cfg.log.ckpt_every, cfg.log.progress = 25, 0, progress
     cfg.log.tensorboard = False
     cfg.eval.metrics = ["dci", "infomec"]
@@ -113,7 +113,7 @@ def recipe_note() -> str:
     """How the demo's settings differ from the CPU recipe, for the line above its table."""
     changes = [f"{m} {k}={v}" for m, hp in DEMO_HPARAMS.items() for k, v in hp.items()]
     changes.append("--fused-optim")
-    if cpu_bf16_matmul_pays():
+    if cpu_bf16_matmul():
         changes.append("--matmul reduced")
     return f"the CPU recipe with {', '.join(changes)}"
 

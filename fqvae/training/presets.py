@@ -29,7 +29,7 @@ from fqvae.models import hparam_defaults, hparam_names
 from fqvae.training.checks import validate
 from fqvae.training.config import FIDELITY, FIDELITY_ALIASES, Config, ConfigError
 from fqvae.training.published import PUBLISHED, cpu_recipe, published
-from fqvae.training.runtime import cpu_bf16_matmul_pays
+from fqvae.training.runtime import cpu_bf16_matmul
 
 
 def preset_names() -> list[str]:
@@ -141,8 +141,8 @@ def _default_arch(model: str) -> str | None:
 
 
 def _faster_cpu_hint(cfg: Config) -> str:
-    """The opt-in CPU speed settings this run leaves off and that pay on this machine, if any."""
+    """The opt-in CPU speed settings this run leaves off and this machine supports, if any."""
     flags = [] if cfg.system.fused_optim else ["--fused-optim"]
-    if cfg.system.matmul == "auto" and cpu_bf16_matmul_pays():
+    if cfg.system.matmul == "auto" and cpu_bf16_matmul():
         flags.append("--matmul reduced")
     return f"; {' '.join(flags)} train faster, rounded differently" if flags else ""

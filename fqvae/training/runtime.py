@@ -4,6 +4,7 @@ per-rank noise seeds, and the signal handler that turns Ctrl-C / SIGTERM into a 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -58,21 +59,26 @@ CUDA_FLAGS = (
 )
 
 
+@functools.cache
 def cpu_bf16_matmul() -> bool:
-    """Whether oneDNN can round fp32 matmuls through bf16 here: a CPU with AMX or AVX512-BF16,
-    and a torch that exposes the setting (``torch.backends.mkldnn.matmul.fp32_precision``)."""
+    """Whether oneDNN rounds fp32 matmuls through bf16 here when asked
+    (``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``, torch >= 2.9): tried on one
+    64x256x64 product, whose error must rise from fp32's (~1e-6) to bf16's (~3e-3). On the CPUs
+    measured that means AMX: an AMD EPYC with AVX512-BF16 alone kept fp32's error, so the
+    setting changed kernels there but not the rounding (docs/training.md)."""
     mkldnn = torch.backends.mkldnn
     if not mkldnn.is_available() or not hasattr(getattr(mkldnn, "matmul", None), "fp32_precision"):
         return False
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
-def cpu_bf16_matmul_pays() -> bool:
-    """Whether :func:`cpu_bf16_matmul` also makes training faster here: only with AMX. On an
-    AVX512-BF16 CPU without it (AMD Zen 4) ``benchmarks/train_settings.py`` measured FactorQVAE's
-    step 1.0-1.1x and the autoencoder's 0.8-1.0x: new rounding for no speed."""
-    return cpu_bf16_matmul() and getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 256, generator=g), torch.randn(256, 64, generator=g)
+    exact = a.double() @ b.double()
+    before = mkldnn.matmul.fp32_precision
+    try:
+        mkldnn.matmul.fp32_precision = "bf16"
+        error = ((a @ b).double() - exact).abs().max() / exact.abs().max()
+    finally:
+        mkldnn.matmul.fp32_precision = before
+    return error.item() > 1e-4
 
 
 def matmul_mode(cfg: Config, device: torch.device) -> str:
@@ -83,8 +89,9 @@ def matmul_mode(cfg: Config, device: torch.device) -> str:
         return "reduced" if device.type == "cuda" else "full"
     if mode == "reduced" and device.type == "cpu" and not cpu_bf16_matmul():
         raise ConfigError(
-            "system.matmul=reduced on a CPU needs oneDNN bf16 matmuls (AMX or AVX512-BF16 and "
-            f"torch >= 2.9); this machine (torch {torch.__version__}) lacks them: use --matmul full"
+            "system.matmul=reduced on a CPU needs oneDNN bf16 matmuls (AMX and torch >= 2.9); "
+            f"this machine (torch {torch.__version__}) keeps fp32 matmuls in full precision: use "
+            "--matmul full"
         )
     return mode
 
