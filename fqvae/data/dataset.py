@@ -147,8 +147,6 @@ class GroundTruthDataset:
         The uint8 images are gathered on the host, moved to the device, and only there converted:
         ``x / max_value`` for ``pixels="unit"``, minus 0.5 for ``pixels="centered"``.
         """
-        if pixels not in PIXEL_MODES:
-            raise ValueError(f"pixels must be one of {PIXEL_MODES}, got {pixels!r}")
         return self.to_pixels(self.gather(indices), device, pixels)
 
     def gather(self, indices: np.ndarray | Sequence[int]) -> torch.Tensor:
@@ -160,6 +158,8 @@ class GroundTruthDataset:
         self, host: torch.Tensor, device: str | torch.device = "cpu", pixels: str = "centered"
     ) -> torch.Tensor:
         """:meth:`gather`'s uint8 ``(n, H, W, C)`` as float32 ``(n, C, H, W)`` on ``device``."""
+        if pixels not in PIXEL_MODES:
+            raise ValueError(f"pixels must be one of {PIXEL_MODES}, got {pixels!r}")
         x = rearrange(host.to(device, non_blocking=True), "n h w c -> n c h w")
         x = x.float().div_(self.max_value)
         return x.sub_(0.5) if pixels == "centered" else x
