@@ -29,6 +29,7 @@ from fqvae.training.demo import demo_config  # noqa: E402
 from fqvae.training.distributed import Dist  # noqa: E402
 from fqvae.training.runtime import cpu_bf16_matmul, torch_flags  # noqa: E402
 from fqvae.training.step import train_step  # noqa: E402
+from fqvae.training.trainer import build_kwargs  # noqa: E402
 
 #: (label, system.fused_optim, system.matmul)
 SETTINGS = (
@@ -42,16 +43,10 @@ SETTINGS = (
 def make_step(cfg: Config, device: torch.device):
     """One training step of ``cfg``'s model on a fixed batch of its size (32x32 RGB)."""
     torch.manual_seed(0)
-    model = build_model(
-        cfg.model.name,
-        in_channels=3,
-        image_size=cfg.data.image_size,
-        num_latents=cfg.model.latents,
-        arch=cfg.model.arch,
-        **cfg.model.hparams,
-    ).to(device)
+    side = cfg.data.image_size
+    model = build_model(**build_kwargs(cfg, (side, side, 3))).to(device)
     opt = model.configure_optimizers(cfg.train.lr, cfg.train.iterations, cfg.system.fused_optim)
-    size = (cfg.train.batch, 3, cfg.data.image_size, cfg.data.image_size)
+    size = (cfg.train.batch, 3, side, side)
     x = torch.rand(size, device=device) - (0.5 if model.pixels == "centered" else 0.0)
     state = {"step": 0}
 

@@ -81,7 +81,7 @@ def build(cfg: Config, dataset: GroundTruthDataset) -> tuple[DisentanglementMode
     arguments (stored in checkpoints, so :func:`load_for_eval` can rebuild it)."""
     from fqvae.models import build_model
 
-    kwargs = build_kwargs(cfg, dataset)
+    kwargs = build_kwargs(cfg, dataset.observation_shape)
     try:
         model = build_model(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -89,10 +89,10 @@ def build(cfg: Config, dataset: GroundTruthDataset) -> tuple[DisentanglementMode
     return model, kwargs
 
 
-def build_kwargs(cfg: Config, dataset: GroundTruthDataset) -> dict[str, Any]:
-    """Keyword arguments of ``fqvae.models.build_model`` for ``cfg`` on ``dataset`` (its
-    channels and image side)."""
-    height, _, channels = dataset.observation_shape
+def build_kwargs(cfg: Config, observation_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Keyword arguments of ``fqvae.models.build_model`` for ``cfg`` on images of
+    ``observation_shape`` (height, width, channels)."""
+    height, _, channels = observation_shape
     return dict(
         name=cfg.model.name,
         in_channels=channels,
@@ -257,7 +257,7 @@ def _prepare(
     if model is None:
         model, model_kwargs = build(cfg, dataset)
     else:
-        model_kwargs = build_kwargs(cfg, dataset)
+        model_kwargs = build_kwargs(cfg, dataset.observation_shape)
     model.to(device)
     if cfg.system.channels_last:
         model.to(memory_format=torch.channels_last)
