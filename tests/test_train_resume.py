@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -72,6 +74,23 @@ def test_signal_saves_a_checkpoint_and_resume_is_exact(tmp_path, sig):
     assert signal.getsignal(sig) is not None  # handlers restored
     _run(tmp_path / "part", resume=True)
     _assert_bitwise_equal(_weights(tmp_path / "full"), _weights(tmp_path / "part"))
+
+
+class Slow(Interrupting):
+    """A step that takes at least 50 ms, so that training time is measurable."""
+
+    def set_step(self, it: int) -> None:
+        time.sleep(0.05)
+        super().set_step(it)
+
+
+def test_training_time_counts_every_part_of_a_resumed_run(tmp_path):
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _run(tmp_path, Slow, ckpt_every=5, at=8)  # 9 steps slept; the checkpoint holds 5
+    assert checkpoint.load(tmp_path / checkpoint.CHECKPOINT)["train_s"] >= 5 * 0.05
+    _run(tmp_path, Slow, resume=True, at=-1)  # steps 6-12 again
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["train_s"] >= 12 * 0.05  # the 5 steps before the crash count too
 
 
 def test_resume_rejects_a_changed_training_setting(tmp_path):

@@ -77,9 +77,10 @@ def checkpoint_state(
     rngs: list[dict[str, Tensor]],
     cfg: Config,
     model_kwargs: dict[str, Any],
+    train_s: float,
 ) -> dict[str, Any]:
-    """Everything a resume needs, as tensors and primitive containers. Raises NonFiniteLoss
-    rather than store non-finite weights."""
+    """Everything a resume needs, as tensors and primitive containers (``train_s``: seconds
+    of training up to ``step``). Raises NonFiniteLoss rather than store non-finite weights."""
     bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         raise NonFiniteLoss(
@@ -98,6 +99,7 @@ def checkpoint_state(
         "rng": [{k: v.cpu() for k, v in r.items()} for r in rngs],
         "config": cfg.to_dict(),
         "world_size": len(rngs),
+        "train_s": train_s,
     }
 
 
@@ -113,9 +115,10 @@ def restore(
     opt: Optimizers,
     dist_info: Dist,
     device: torch.device,
-) -> int:
+) -> tuple[int, float | None]:
     """Load the checkpoint at ``path`` into the model, optimizers, schedulers and this rank's
-    RNG; returns its step. Raises ConfigError if ``cfg`` changes what the run trains."""
+    RNG; returns its step and its seconds of training (None in a checkpoint from before they
+    were kept). Raises ConfigError if ``cfg`` changes what the run trains."""
     state = checkpoint.load(path, map_location=device)
     check_resume(cfg, Config.from_dict(state["config"]))
     model.load_state_dict(state["model"])
@@ -130,7 +133,8 @@ def restore(
         checkpoint.set_rng_state(state["rng"][dist_info.rank], device)
     else:  # a different number of ranks: a fresh noise stream (not bitwise reproducible)
         torch.manual_seed(noise_seed(cfg.train.seed + step, dist_info.rank))
-    return step
+    train_s = state.get("train_s")
+    return step, float(train_s) if isinstance(train_s, (int, float)) else None
 
 
 def read_metrics(path: Path) -> dict[str, Any]:

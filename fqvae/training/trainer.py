@@ -120,7 +120,10 @@ class _Run:
     held_out_images: Tensor
     logger: Logger | None = None
     evals: list[dict[str, Any]] = field(default_factory=list)
-    train_s: float = 0.0
+    # seconds of training before the current stretch, earlier parts of the run included (None
+    # from a checkpoint that predates keeping them, until _open_outputs reads metrics.json)
+    train_s: float | None = 0.0
+    stretch_start: float | None = None  # perf_counter where the stretch began, moved on by evals
     saved_step: int = 0
 
     @property
@@ -131,13 +134,20 @@ class _Run:
     def ckpt_path(self) -> Path:
         return self.out / checkpoint.CHECKPOINT
 
+    def elapsed(self) -> float:
+        """Seconds of training so far, evaluations excluded, over every part of the run."""
+        if self.stretch_start is None:
+            return self.train_s
+        return self.train_s + time.perf_counter() - self.stretch_start
+
     def save(self) -> None:
         self.saved_step = self.step
         rngs = distributed.gather_objects(checkpoint.rng_state(self.device), self.dist)
         if self.main:
             state = checkpoint_state(
-                self.step, self.model, self.opt, rngs, self.cfg, self.model_kwargs
-            )
+                self.step, self.model, self.opt, rngs, self.cfg, self.model_kwargs,
+                self.elapsed(),
+            )  # fmt: skip
             checkpoint.save(state, self.ckpt_path)
 
     def run_eval(self, num_train: int, num_test: int) -> dict[str, Any]:
@@ -267,7 +277,7 @@ def _prepare(
     )
     checkpoint.check_writable(out, 3 * checkpoint.state_bytes(model.state_dict()))
     ckpt_path = out / checkpoint.CHECKPOINT
-    step = restore(cfg, ckpt_path, model, opt, dist_info, device) if resume else 0
+    step, train_s = restore(cfg, ckpt_path, model, opt, dist_info, device) if resume else (0, 0.0)
     if not resume:
         torch.manual_seed(noise_seed(cfg.train.seed, dist_info.rank))
     if cfg.system.compile:
@@ -276,13 +286,14 @@ def _prepare(
     batches = Batches(train_idx, cfg.train.batch, cfg.train.seed)
     images = dataset.batch(held_out[:FIGURE_IMAGES], device, pixels=model.pixels)
     run = _Run(cfg, out, dist_info, device, autocast, dataset, model, model_kwargs, opt, step,
-               images, saved_step=step)  # fmt: skip
+               images, train_s=train_s, saved_step=step)  # fmt: skip
     return run, batches
 
 
 def _open_outputs(run: _Run, resume: bool, notes: list[str] | None) -> None:
     """The logger, what an earlier part of the run measured, and the manifest."""
     if not run.main:
+        run.train_s = 0.0  # the main rank alone reports it
         return
     run.logger = Logger(run.out, run.cfg.log.tensorboard, run.step if resume else None)
     metrics_file = run.out / METRICS
@@ -292,8 +303,9 @@ def _open_outputs(run: _Run, resume: bool, notes: list[str] | None) -> None:
         for e in previous.get("periodic", [])
         if isinstance(e, dict) and isinstance(e.get("step"), int) and e["step"] <= run.step
     ]
-    train_s = previous.get("train_s", 0.0)
-    run.train_s = float(train_s) if isinstance(train_s, (int, float)) else 0.0
+    if run.train_s is None:  # a checkpoint from before it kept the time: metrics.json's
+        train_s = previous.get("train_s", 0.0)
+        run.train_s = float(train_s) if isinstance(train_s, (int, float)) else 0.0
     info = {
         "notes": notes or [],
         "model_kwargs": run.model_kwargs,
@@ -354,7 +366,7 @@ def _periodic_eval(run: _Run, elapsed: float) -> None:
 def _loop(run: _Run, batches: Batches) -> str | None:
     """Train to ``train.iterations``; returns ``"signal"`` when stopped by a signal."""
     cfg, stop_reason = run.cfg, None
-    t_start, eval_s = time.perf_counter(), 0.0
+    run.stretch_start = time.perf_counter()
     bar = progress_bar(cfg.train.iterations, run.step, cfg.log.progress and run.main)
     prefetch = ThreadPoolExecutor(max_workers=1)
 
@@ -384,9 +396,9 @@ def _loop(run: _Run, batches: Batches) -> str | None:
                     t_last, step_last = time.perf_counter(), step
                 if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.iterations:
                     t_eval = time.perf_counter()
-                    _periodic_eval(run, run.train_s + t_eval - t_start - eval_s)
+                    _periodic_eval(run, run.elapsed())
                     t_last, step_last = time.perf_counter(), step
-                    eval_s += t_last - t_eval
+                    run.stretch_start += t_last - t_eval
                 if cfg.log.ckpt_every and step % cfg.log.ckpt_every == 0:
                     run.save()
                 if distributed.any_rank(stop.received is not None, run.dist, run.device):
@@ -397,7 +409,7 @@ def _loop(run: _Run, batches: Batches) -> str | None:
     finally:
         prefetch.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    run.train_s += time.perf_counter() - t_start - eval_s
+    run.train_s, run.stretch_start = run.elapsed(), None
     return stop_reason
 
 
