@@ -414,6 +414,20 @@ def test_report_figures(grid, tmp_path):
     ).read_bytes()
 
 
+def test_a_report_keeps_traversals_its_runs_no_longer_hold(grid, tmp_path):
+    study_copy, rep = tmp_path / "study", tmp_path / "report"
+    shutil.copytree(grid.out, study_copy)
+    assert main(["study", "report", str(study_copy), "--out", str(rep)]) == 0
+    drawn = (rep / "figures" / "traversals_ae.png").read_bytes()
+    for path in study_copy.glob("*/seed-*/traversals.png"):  # kept as configs and metrics
+        path.unlink()
+    assert main(["study", "report", str(study_copy), "--out", str(rep)]) == 0
+    assert (rep / "figures" / "traversals_ae.png").read_bytes() == drawn
+    report = (rep / "report.md").read_text()
+    assert "ae traversals (from an earlier report)" in report
+    assert "(figures/traversals_ae.png)" in report
+
+
 def test_bar_charts_show_each_seed_beside_the_mean(grid, tmp_path):
     rep = tmp_path / "report"
     assert main(["study", "report", str(grid.out), "--out", str(rep)]) == 0

@@ -109,14 +109,18 @@ def heatmaps(runs: list[Any], labels: list[str], folder: Path) -> dict[str, list
 
 
 def traversals(runs: list[Any], labels: list[str], folder: Path) -> list[tuple[str, Path]]:
-    """A copy of the first seed's ``traversals.png`` of each label, where it exists."""
+    """A copy of the first seed's ``traversals.png`` of each label, where it exists. Where no
+    run folder holds one (a study kept as its configs and metrics alone), an earlier report's
+    copy in ``folder`` is kept: it cannot be drawn again from what is left."""
     out = []
     for label in labels:
         found = [r for r in runs if r.cell.label == label and (r.folder / TRAVERSALS).is_file()]
+        path = folder / f"traversals_{label}.png"
         if found:
-            path = folder / f"traversals_{label}.png"
             shutil.copyfile(found[0].folder / TRAVERSALS, path)
             out.append((f"{label} traversals (seed {found[0].cell.seed})", path))
+        elif path.is_file():
+            out.append((f"{label} traversals (from an earlier report)", path))
     return out
 
 
