@@ -352,9 +352,10 @@ def _one_step(run: _Run, x: Tensor) -> dict[str, float]:
     return values
 
 
-def _periodic_eval(run: _Run, elapsed: float) -> None:
+def _periodic_eval(run: _Run) -> None:
     """A quick evaluation during training (rank 0), logged and written to ``metrics.json``."""
     if run.main:
+        elapsed = run.elapsed()
         result = run.run_eval(run.cfg.eval.num_train, run.cfg.eval.num_test)
         run.evals.append({"step": run.step, **headline(result)})
         run.logger.scalars(run.step, run.evals[-1], kind="eval")
@@ -396,7 +397,7 @@ def _loop(run: _Run, batches: Batches) -> str | None:
                     t_last, step_last = time.perf_counter(), step
                 if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.train.iterations:
                     t_eval = time.perf_counter()
-                    _periodic_eval(run, run.elapsed())
+                    _periodic_eval(run)
                     t_last, step_last = time.perf_counter(), step
                     run.stretch_start += t_last - t_eval
                 if cfg.log.ckpt_every and step % cfg.log.ckpt_every == 0:
