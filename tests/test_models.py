@@ -170,6 +170,36 @@ def test_tau_schedule_per_batch(name):
     assert math.isclose(model(pixels_for(model, toy_images(4)))["tau"].item(), tau, rel_tol=1e-6)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_compile_graph_breaks_are_as_declared(name):
+    """``--compile`` tells the user which models compile in pieces: a model that declares no
+    ``graph_breaks`` traces its training forward as one graph, and one that declares them
+    does break (so the declaration cannot go stale either way)."""
+    model = make(name)
+    x = pixels_for(model, toy_images(8))
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(x)
+    reasons = [str(b.reason).splitlines()[0] for b in explained.break_reasons]
+    assert (explained.graph_break_count == 0) == (not model.graph_breaks), reasons
+
+
+def test_compiled_factorqvae_follows_tau_without_recompiling():
+    from torch._dynamo.utils import counters
+
+    model = make("factorqvae", tau_rate=1e-3)
+    x = pixels_for(model, toy_images(8))
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    for step in (0, 500, 1000):
+        model.set_step(step)
+        terms = compiled(x)
+        terms["loss"].backward()
+        assert math.isclose(terms["tau"].item(), math.exp(-1e-3 * step), rel_tol=1e-6)
+    assert dict(counters["graph_break"]) == {}
+    assert counters["stats"]["unique_graphs"] == 1
+
+
 def test_dvae_gumbel_noise_is_the_shared_philox_stream():
     torch.manual_seed(0)
     z, codebook = torch.randn(6, L), torch.randn(8)

@@ -53,6 +53,9 @@ class DisentanglementModel(nn.Module):
     discrete: ClassVar[bool] = False
     #: whether the model trains a discriminator with the split-batch step (see the module doc)
     has_discriminator: ClassVar[bool] = False
+    #: why :meth:`forward` cannot compile as one graph (``torch.compile`` splits it there);
+    #: empty when it compiles whole
+    graph_breaks: ClassVar[str] = ""
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Training losses for the main update. Keys: ``"loss"`` (0-d, to backprop), named

@@ -135,7 +135,7 @@ class QVAE(AutoencoderModel):
             "recon": recon.detach(),
             "kl": kl.detach(),
             "perplexity": q.perplexity,
-            "tau": recon.new_tensor(self.latent.tau),
+            "tau": self.latent.tau_tensor.to(recon),
             "in_use": latents_in_use(self.noise_free_indices(head)),
         }
         return terms, q.probs

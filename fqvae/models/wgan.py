@@ -44,6 +44,7 @@ class WGANGP(AutoencoderModel):
 
     pixels = "unit"
     pixel_options = ("unit",)
+    graph_breaks = "the gradient penalty calls torch.autograd.grad"
     optim_defaults: ClassVar[dict[str, Any]] = {"lr_schedule": "constant"}
     adam_betas: ClassVar[tuple[float, float]] = (0.0, 0.9)
 

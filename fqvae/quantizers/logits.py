@@ -52,6 +52,11 @@ class LogitsQuantize(nn.Module):
     def set_step(self, step: int) -> None:
         self.tau = self.schedule(step)
 
+    @property
+    def tau_tensor(self) -> Tensor:
+        """``tau`` as a 0-d float64 CPU tensor, as :attr:`ScalarQuantize.tau_tensor` gives it."""
+        return torch.tensor(self.tau, dtype=torch.float64)
+
     def forward(
         self, head: Tensor, return_probs: bool = True, compute_loss: bool = True
     ) -> QuantizeOutput:

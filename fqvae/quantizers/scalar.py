@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from fqvae import ops
-from fqvae.quantizers.stats import perplexity
+from fqvae.quantizers.stats import count_values, perplexity
 
 _MODES = ("nearest", "gumbel")
 _CODEBOOKS = ("global", "per_dim")
@@ -147,6 +147,12 @@ class ScalarQuantize(nn.Module):
             raise ValueError(f"tau must be > 0, got {value}")
         self._tau.fill_(float(value))
 
+    @property
+    def tau_tensor(self) -> Tensor:
+        """The current Gumbel temperature as the layer holds it: a 0-d float64 CPU tensor,
+        updated in place. Read this one inside a compiled forward (``tau`` is a host float)."""
+        return self._tau
+
     def set_step(self, step: int) -> float:
         """Set ``tau`` from the schedule at ``step``; returns the new tau."""
         if self.schedule is None:
@@ -227,11 +233,7 @@ class ScalarQuantize(nn.Module):
             slots, size = (flat + rows).reshape(-1), flat.shape[-1] * k
         else:
             slots, size = flat.reshape(-1), k
-        if slots.device.type == "cpu" and not torch.compiler.is_compiling():
-            counts = torch.bincount(slots, minlength=size)  # 3x faster; a host sync on a GPU
-        else:
-            counts = torch.zeros(size, dtype=torch.int64, device=indices.device)
-            counts.index_add_(0, slots, torch.ones_like(slots))
+        counts = count_values(slots, size)
         usage = counts.view(-1, k) if self.codebook_kind == "per_dim" else counts
         p = usage.reshape(-1, k).sum(0).float() / max(indices.numel(), 1)
         return usage, perplexity(p)

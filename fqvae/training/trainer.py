@@ -281,6 +281,12 @@ def _prepare(
     if not resume:
         torch.manual_seed(noise_seed(cfg.train.seed, dist_info.rank))
     if cfg.system.compile:
+        if model.graph_breaks and dist_info.is_main:
+            print(
+                f"fqvae train: note: --compile compiles {cfg.model.name} in pieces: "
+                f"{model.graph_breaks}",
+                file=sys.stderr,
+            )
         model.compile()
     train_idx, held_out = data_split(dataset, cfg)
     batches = Batches(train_idx, cfg.train.batch, cfg.train.seed)
