@@ -1,6 +1,7 @@
 """Time a model's full training step under the trainer's speed settings, side by side in one
 process: the default, ``--fused-optim`` (fused Adam/AdamW), ``--matmul reduced`` (TF32 on CUDA,
-bf16 inside oneDNN on a CPU with AMX), and both. Ratios are against the default.
+bf16 inside oneDNN on a CPU with AMX), both, and on a CPU ``--amp bf16`` (bf16 autocast; CUDA's
+default) with and without fused Adam. Ratios are against the default.
 
 Each model is built and fed as ``fqvae demo`` trains it (the CPU recipe resolved for 32x32
 Shapes3D: its backbone, batch, latents and hparams); the step is the trainer's
@@ -12,7 +13,6 @@ Usage: ``python benchmarks/train_settings.py [--models factorqvae,ae] [--device 
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 
@@ -27,16 +27,21 @@ from fqvae.models import build_model  # noqa: E402
 from fqvae.training.config import Config  # noqa: E402
 from fqvae.training.demo import demo_config  # noqa: E402
 from fqvae.training.distributed import Dist  # noqa: E402
-from fqvae.training.runtime import cpu_bf16_matmul, torch_flags  # noqa: E402
+from fqvae.training.runtime import autocast_for, cpu_bf16_matmul, torch_flags  # noqa: E402
 from fqvae.training.step import train_step  # noqa: E402
 from fqvae.training.trainer import build_kwargs  # noqa: E402
 
-#: (label, system.fused_optim, system.matmul)
+#: (label, system.fused_optim, system.matmul, system.amp)
 SETTINGS = (
-    ("default", False, "full"),
-    ("--fused-optim", True, "full"),
-    ("--matmul reduced", False, "reduced"),
-    ("--fused-optim --matmul reduced", True, "reduced"),
+    ("default", False, "full", "auto"),
+    ("--fused-optim", True, "full", "auto"),
+    ("--matmul reduced", False, "reduced", "auto"),
+    ("--fused-optim --matmul reduced", True, "reduced", "auto"),
+)
+#: the CPU's opt-in bf16 autocast (on CUDA the default already is)
+CPU_AMP = (
+    ("--amp bf16", False, "full", "bf16"),
+    ("--fused-optim --amp bf16", True, "full", "bf16"),
 )
 
 
@@ -51,7 +56,7 @@ def make_step(cfg: Config, device: torch.device):
     state = {"step": 0}
 
     def step():
-        train_step(model, opt, x, state["step"], contextlib.nullcontext(), Dist())
+        train_step(model, opt, x, state["step"], autocast_for(cfg, device), Dist())
         state["step"] += 1
 
     return step
@@ -63,18 +68,18 @@ def main() -> int:
     args = p.parse_args()
     flush_subnormals()  # as the fqvae command does, before torch's threads start
     device = torch.device(args.device)
-    settings = SETTINGS
+    settings = SETTINGS + (CPU_AMP if device.type == "cpu" else ())
     if device.type == "cpu" and not cpu_bf16_matmul():
         print("this CPU keeps fp32 matmuls in full precision (no AMX): --matmul reduced left out")
-        settings = tuple(s for s in SETTINGS if s[2] == "full")
+        settings = tuple(s for s in settings if s[2] == "full")
     rows: list[common.Row] = []
     for name in args.models.split(","):
         cfg = demo_config(name, device=args.device, progress=False)
         batch = cfg.train.batch
         case = f"{name} {cfg.model.arch} 32px B={batch} L={cfg.model.latents}"
         base = None
-        for label, fused, matmul in settings:
-            cfg.system.fused_optim, cfg.system.matmul = fused, matmul
+        for label, fused, matmul, amp in settings:
+            cfg.system.fused_optim, cfg.system.matmul, cfg.system.amp = fused, matmul, amp
             with torch_flags(cfg, device):
                 seconds = common.median_seconds(make_step(cfg, device), device, args.min_time)
             base = base or seconds

@@ -101,7 +101,7 @@ def test_train_settings_script_times_each_setting_against_the_default(tmp_path):
     expected = ["default", "--fused-optim"]
     if cpu_bf16_matmul():
         expected += ["--matmul reduced", "--fused-optim --matmul reduced"]
-    assert impls == expected
+    assert impls == expected + ["--amp bf16", "--fused-optim --amp bf16"]
     assert result["rows"][0]["speedup"] == 1.0 and all(r["speedup"] > 0 for r in result["rows"])
     assert {r["case"] for r in result["rows"]} == {"ae small 32px B=64 L=12"}  # the demo's AE
 

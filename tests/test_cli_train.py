@@ -143,7 +143,6 @@ def test_flags_named_after_their_keys_and_their_old_names_agree(capsys):
         (["--set", "model.hparams.arch=small"], "set the backbone with model.arch"),
         (["--steps", "0"], "train.iterations must be > 0"),
         (["--fidelity", "exact"], "train.fidelity must be one of executed, clean"),
-        (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device"),
         (["--preset", "factorqvae-shapes3d", "--model", "vae"], "conflicts with --preset"),
         (["--resume"], "--resume needs --out"),
         (["--set", "eval.metrics=dci,nope"], "eval.metrics must be a non-empty subset"),
@@ -158,9 +157,6 @@ def test_resume_without_a_run_and_unwritable_out_fail_fast(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     _fails(capsys, *SMALL, "--out", str(blocker / "run"), match="not writable")
-    if torch.cuda.is_available():
-        return
-    _fails(capsys, *SMALL, "--amp", "bf16", "--out", str(tmp_path / "r"), match="CUDA")
 
 
 def test_train_resume_and_eval_end_to_end(capsys, tmp_path):

@@ -316,6 +316,18 @@ def test_invalid_specs_fail_before_anything_starts(tmp_path, capsys, edit, match
 
 
 @pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.toml")),
+    ids=lambda p: p.name,
+)
+def test_every_committed_spec_resolves_to_valid_runs(path):
+    """The README's studies start as written: every label of every committed spec resolves
+    to a configuration the trainer accepts (a typo there would fail only when its run starts)."""
+    spec = load_spec(path)
+    assert sorted(spec.configs) == sorted(e.label for e in spec.entries) and spec.seeds
+
+
+@pytest.mark.parametrize(
     "args, match",
     [
         (["--shard", "3/2"], "--shard 3/2: need 1 <= i <= n"),

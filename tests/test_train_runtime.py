@@ -15,7 +15,7 @@ from fqvae.models import build_model
 from fqvae.training import checkpoint
 from fqvae.training.config import Config
 from fqvae.training.distributed import Dist
-from fqvae.training.runtime import CUDA_FLAGS, cpu_bf16_matmul, torch_flags
+from fqvae.training.runtime import CUDA_FLAGS, autocast_for, cpu_bf16_matmul, torch_flags
 from fqvae.training.step import train_step
 from fqvae.training.trainer import train
 
@@ -131,6 +131,34 @@ def test_fused_optimizers_take_the_same_steps(name) -> None:
     assert moved == 0.0  # the comparison below is not blurred by run-to-run noise
     for key in plain:
         torch.testing.assert_close(fused[key], plain[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def _loss_and_grads(amp: str) -> tuple[float, torch.Tensor]:
+    """FactorQVAE's main loss on a fixed batch under ``--amp amp`` on a CPU, and its gradient
+    (flattened over the encoder, the decoder and the codebook)."""
+    cfg = Config()
+    cfg.system.amp = amp
+    torch.manual_seed(0)
+    model = build_model("factorqvae", in_channels=3, image_size=32, num_latents=4, arch="small")
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)) - 0.5
+    with autocast_for(cfg, torch.device("cpu")):
+        loss = model(x)["loss"]
+    loss.backward()
+    grads = [p.grad.flatten() for n, p in model.named_parameters() if p.grad is not None]
+    return loss.item(), torch.cat(grads)
+
+
+def test_amp_bf16_on_a_cpu_autocasts_the_step_and_auto_keeps_fp32() -> None:
+    cfg = Config()
+    with autocast_for(cfg, torch.device("cpu")):  # auto: fp32 on a CPU
+        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.float32
+    cfg.system.amp = "bf16"
+    with autocast_for(cfg, torch.device("cpu")):
+        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
+    (loss32, grad32), (loss16, grad16) = _loss_and_grads("off"), _loss_and_grads("bf16")
+    assert loss16 != loss32 and not torch.equal(grad16, grad32)  # the step ran in bf16
+    assert abs(loss16 - loss32) < 1e-2 * abs(loss32)  # to bf16's 8 significant bits
+    assert torch.nn.functional.cosine_similarity(grad16, grad32, dim=0) > 0.99
 
 
 def test_resume_takes_the_optimizer_kernel_of_its_config(tmp_path) -> None:

@@ -140,7 +140,7 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
 def _runtime_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime")
     g.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    g.add_argument("--amp", help="auto (bf16 on CUDA, default), bf16 or off")
+    g.add_argument("--amp", help="auto (bf16 on CUDA, off on a CPU; default), bf16 or off")
     g.add_argument(
         "--matmul",
         help="fp32 matmul precision: auto (reduced on CUDA, full on CPU; default), full, or "

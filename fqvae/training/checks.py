@@ -97,8 +97,6 @@ def validate(cfg: Config, check_names: bool = True) -> None:
             f"got {cfg.eval.metric_preset!r}"
         )
     _validate_run_settings(cfg)
-    if cfg.system.amp == "bf16" and cfg.system.device == "cpu":
-        raise ConfigError("--amp bf16 needs a CUDA device; it cannot be combined with --device cpu")
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
