@@ -83,7 +83,8 @@ def main() -> int:
             with torch_flags(cfg, device):
                 seconds = common.median_seconds(make_step(cfg, device), device, args.min_time)
             base = base or seconds
-            rows.append(common.step_row(case, label, "train step fp32", seconds, base, batch))
+            mode = "train step bf16 autocast" if amp == "bf16" else "train step fp32"
+            rows.append(common.step_row(case, label, mode, seconds, base, batch))
     meta = common.environment(device)
     common.report(meta, rows, args.json)
     return 0

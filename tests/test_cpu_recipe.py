@@ -43,9 +43,10 @@ def test_a_cpu_run_gets_the_cpu_recipe_and_says_so_in_one_line(capsys):
 
 def test_the_cpu_note_names_only_the_speed_settings_left_off(capsys):
     args = ("--model", "factorqvae", "--data", "shapes3d", "--fused-optim", "--matmul", "full")
-    _, err = _dry(capsys, *args)
+    _, err = _dry(capsys, *args, "--amp", "off")
     notes = [line for line in err.splitlines() if "CPU recipe" in line]
     assert len(notes) == 1 and "--fused-optim" not in notes[0] and "--matmul" not in notes[0]
+    assert "--amp" not in notes[0]
 
 
 @pytest.mark.parametrize("bf16", [False, True])
@@ -60,6 +61,15 @@ def test_bf16_matmuls_are_suggested_and_used_by_the_demo_only_where_they_round(
         "reduced" if bf16 else "auto"
     )
     assert ("--matmul reduced" in recipe_note()) == bf16
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_amp_bf16_is_suggested_where_the_cpu_computes_bf16_natively(capsys, monkeypatch, native):
+    monkeypatch.setattr("fqvae.training.presets.cpu_native_bf16", lambda: native)
+    _, err = _dry(capsys, "--model", "factorqvae", "--data", "shapes3d")
+    assert ("--amp bf16" in err) == native
+    _, err = _dry(capsys, "--model", "factorqvae", "--data", "shapes3d", "--amp", "bf16")
+    assert "--amp bf16 train faster" not in err and "--amp" not in err.split("docs/recipes.md")[-1]
 
 
 def test_what_the_user_sets_wins_over_the_cpu_recipe(capsys):

@@ -29,7 +29,7 @@ from fqvae.models import hparam_defaults, hparam_names
 from fqvae.training.checks import validate
 from fqvae.training.config import FIDELITY, FIDELITY_ALIASES, Config, ConfigError
 from fqvae.training.published import PUBLISHED, cpu_recipe, published
-from fqvae.training.runtime import cpu_bf16_matmul
+from fqvae.training.runtime import cpu_bf16_matmul, cpu_native_bf16
 
 
 def preset_names() -> list[str]:
@@ -145,4 +145,6 @@ def _faster_cpu_hint(cfg: Config) -> str:
     flags = [] if cfg.system.fused_optim else ["--fused-optim"]
     if cfg.system.matmul == "auto" and cpu_bf16_matmul():
         flags.append("--matmul reduced")
+    if cfg.system.amp == "auto" and cpu_native_bf16():
+        flags.append("--amp bf16")
     return f"; {' '.join(flags)} train faster, rounded differently" if flags else ""

@@ -59,6 +59,15 @@ CUDA_FLAGS = (
 )
 
 
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), where ``--amp bf16``
+    pays (docs/training.md); torch's own capability checks, False where torch lacks them."""
+    import torch.cpu
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 @functools.cache
 def cpu_bf16_matmul() -> bool:
     """Whether oneDNN rounds fp32 matmuls through bf16 here when asked
