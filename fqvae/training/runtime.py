@@ -62,8 +62,6 @@ CUDA_FLAGS = (
 def cpu_native_bf16() -> bool:
     """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), where ``--amp bf16``
     pays (docs/training.md); torch's own capability checks, False where torch lacks them."""
-    import torch.cpu
-
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
