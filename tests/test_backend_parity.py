@@ -326,3 +326,4 @@ def test_opcheck(name):
                 torch.ops.fqvae.quantize_gumbel.default, (z, cb, rng, tau, hard, probs)
             )
         torch.library.opcheck(torch.ops.fqvae.permute_dims.default, (x, rng))
+        torch.library.opcheck(torch.ops.fqvae.random_bits.default, (rng, 3, 6, torch.device(dev)))

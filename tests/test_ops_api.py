@@ -318,6 +318,30 @@ def test_random_bits_layout():
     assert int(bits[2, 5]) == int(words[1])
 
 
+def test_random_bits_seed_none_draws_one_randint_and_compiles_whole():
+    """``seed=None`` takes one ``randint`` from torch's generator, as every random op does, and
+    a compiled caller draws it inside its one graph (the dVAE family's noise). ``aot_eager``
+    keeps eager's generator; inductor draws from its own, reproducibly."""
+    torch.manual_seed(4)
+    eager = ops.gumbel_noise(5, 7, seed=None)
+    torch.manual_seed(4)
+    seed = int(torch.randint(0, 2**62, ()))
+    assert torch.equal(eager, reference.gumbel_noise(5, 7, seed, 0))
+    assert torch.equal(
+        ops.random_bits(5, 7, torch.tensor(seed)), reference.random_bits(5, 7, seed, 0)
+    )
+    torch._dynamo.reset()
+    for backend in ("aot_eager", "inductor"):
+        compiled = torch.compile(
+            lambda: ops.gumbel_noise(5, 7, seed=None), fullgraph=True, backend=backend
+        )
+        torch.manual_seed(4)
+        first = compiled()
+        torch.manual_seed(4)
+        assert torch.equal(compiled(), first)
+        assert torch.equal(first, eager) == (backend == "aot_eager")
+
+
 def test_gumbel_noise_is_standard_gumbel():
     stats = pytest.importorskip("scipy.stats")
     g = ops.gumbel_noise(1000, 100, seed=2024).double().flatten()

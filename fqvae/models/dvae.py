@@ -25,10 +25,6 @@ class DVAE(QVAE):
     """
 
     name = "dvae"
-    graph_breaks = (
-        "its Gumbel noise seed is drawn on the host, and tau is a Python float "
-        "(one recompile when it first changes)"
-    )
 
     def __init__(
         self, *, arch: str = "dalle", num_values: int = 64, kl_weight: float = 5e-3, **options: Any

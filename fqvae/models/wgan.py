@@ -22,11 +22,13 @@ from torch import Tensor, nn
 from fqvae.models.common import AutoencoderModel, check_nonneg, evaluating
 
 
+@torch.compiler.disable
 def gradient_penalty(
     critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, eps: Tensor | None = None
 ) -> Tensor:
     """``mean((||grad_x V(x~)||_2 - 1)^2)`` at ``x~ = eps * real + (1 - eps) * fake``, ``eps ~
-    U[0, 1]`` per sample; differentiable (``create_graph``) in the critic's parameters."""
+    U[0, 1]`` per sample; differentiable (``create_graph``) in the critic's parameters. Runs
+    eagerly under ``torch.compile``, whose graphs cannot be differentiated twice."""
     if eps is None:
         shape = (len(real),) + (1,) * (real.dim() - 1)
         eps = torch.rand(shape, dtype=real.dtype, device=real.device)
@@ -44,7 +46,7 @@ class WGANGP(AutoencoderModel):
 
     pixels = "unit"
     pixel_options = ("unit",)
-    graph_breaks = "the gradient penalty calls torch.autograd.grad"
+    graph_breaks = "the gradient penalty (a second derivative) runs eagerly"
     optim_defaults: ClassVar[dict[str, Any]] = {"lr_schedule": "constant"}
     adam_betas: ClassVar[tuple[float, float]] = (0.0, 0.9)
 

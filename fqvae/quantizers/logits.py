@@ -9,20 +9,21 @@ from torch import Tensor, nn
 
 from fqvae import ops
 from fqvae.quantizers.scalar import QuantizeOutput
-from fqvae.quantizers.stats import KL_EPS, draw_seed, usage_perplexity
+from fqvae.quantizers.stats import KL_EPS, usage_perplexity
 from fqvae.schedules import ExponentialTau
 
 
-def gumbel_softmax(logits: Tensor, tau: float, seed: int | None = None) -> Tensor:
+def gumbel_softmax(logits: Tensor, tau: float | Tensor, seed: int | Tensor | None = None) -> Tensor:
     """``softmax((logits + g) / tau)`` over the last axis (K); soft, not straight-through.
 
     ``g ~ Gumbel(0, 1)`` comes from fqvae's counter-based Philox stream
     (:func:`fqvae.ops.gumbel_noise`, offset 0): entry ``k`` of row ``r`` of the logits viewed as
     ``(-1, K)`` gets the noise that :func:`fqvae.ops.quantize_gumbel` adds for element ``r``,
-    entry ``k``. ``seed=None`` draws the seed with :func:`draw_seed`, as QVAE's quantizer does.
+    entry ``k``. ``seed=None`` draws the seed from PyTorch's generator as QVAE's quantizer does
+    (one ``randint``, inside the graph under ``torch.compile``). ``tau``: a float, or a 0-d
+    tensor (no recompile when it changes).
     """
     k = logits.shape[-1]
-    seed = draw_seed() if seed is None else seed
     noise = ops.gumbel_noise(logits.numel() // k, k, seed, device=logits.device)
     return torch.softmax((logits + noise.view(logits.shape).to(logits.dtype)) / tau, dim=-1)
 
@@ -47,15 +48,21 @@ class LogitsQuantize(nn.Module):
         self.codebook = nn.Parameter(codebook)
         self.num_latents = num_latents
         self.schedule = schedule
-        self.tau = schedule.start
+        self._tau = torch.tensor(float(schedule.start), dtype=torch.float64)
+
+    @property
+    def tau(self) -> float:
+        """The temperature, a host float."""
+        return float(self._tau)
 
     def set_step(self, step: int) -> None:
-        self.tau = self.schedule(step)
+        self._tau.fill_(float(self.schedule(step)))
 
     @property
     def tau_tensor(self) -> Tensor:
-        """``tau`` as a 0-d float64 CPU tensor, as :attr:`ScalarQuantize.tau_tensor` gives it."""
-        return torch.tensor(self.tau, dtype=torch.float64)
+        """``tau`` as a 0-d float64 CPU tensor updated in place, as
+        :attr:`ScalarQuantize.tau_tensor` gives it: read it inside a compiled forward."""
+        return self._tau
 
     def forward(
         self, head: Tensor, return_probs: bool = True, compute_loss: bool = True
@@ -64,7 +71,7 @@ class LogitsQuantize(nn.Module):
         k = self.codebook.shape[0]
         logits = head.view(-1, self.num_latents, k)
         if self.training:
-            probs = gumbel_softmax(logits, self.tau)
+            probs = gumbel_softmax(logits, self._tau)
             indices = probs.argmax(-1)
         else:
             indices = logits.argmax(-1)

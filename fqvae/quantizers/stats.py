@@ -1,4 +1,4 @@
-"""What every quantizer shares: the Philox seed draw and the codebook-usage statistics."""
+"""What every quantizer shares: the codebook-usage statistics."""
 
 from __future__ import annotations
 
@@ -6,12 +6,6 @@ import torch
 from torch import Tensor
 
 KL_EPS = 1e-10
-
-
-def draw_seed() -> int:
-    """A Philox seed from PyTorch's default generator, drawn as :mod:`fqvae.ops` draws one for
-    ``seed=None`` (one ``randint``), so ``torch.manual_seed`` fixes it."""
-    return int(torch.randint(0, 2**62, (), dtype=torch.int64))
 
 
 def perplexity(p: Tensor) -> Tensor:
