@@ -152,6 +152,18 @@ def test_bad_command_lines_fail_fast(capsys, args, match):
     _fails(capsys, *args, match=match)
 
 
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--set", "model.hparams.gamma=abc"], "rejected its settings: gamma must be a number"),
+        (["--set", "data.image_size=40"], "a positive multiple of 16, got 40"),
+    ],
+)
+def test_dry_run_refuses_settings_the_model_rejects(capsys, args, match):
+    """``--dry-run`` builds the model once, so it refuses what training would refuse."""
+    _fails(capsys, "--model", "factorqvae", "--data", "shapes3d", "--dry-run", *args, match=match)
+
+
 def test_resume_without_a_run_and_unwritable_out_fail_fast(capsys, tmp_path):
     _fails(capsys, "--resume", "--out", str(tmp_path), match="config.json not found")
     blocker = tmp_path / "file"

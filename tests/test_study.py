@@ -295,6 +295,14 @@ def test_dry_run_shards_cover_the_grid_once(grid, tmp_path, capsys):
             "model 'ae' has no hparams ['beta']",
         ),
         (
+            lambda s: s.replace("[models.vae]", '[models.vae]\n"model.hparams.kl_weight" = -1'),
+            "[models.vae]: model 'vae' rejected its settings: kl_weight",
+        ),
+        (
+            lambda s: s.replace("[models.ae]", '[models.ae]\n"data.image_size" = 40'),
+            "needs an image_size that is a positive multiple of 16, got 40",
+        ),
+        (
             lambda s: s.replace("[models.ae]", '[models.ae]\n"train.seed" = 4'),
             "train.seed is set by the top-level `seeds`",
         ),

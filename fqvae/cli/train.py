@@ -254,6 +254,7 @@ def _list() -> str:
 def run(args: argparse.Namespace) -> int:
     """Resolve, train, and map failures to exit codes: 2 bad configuration or files,
     3 non-finite loss, 130 stopped by a signal (checkpoint saved; resume with --resume)."""
+    from fqvae.training import checks
     from fqvae.training.checkpoint import BadCheckpoint
     from fqvae.training.step import NonFiniteLoss
     from fqvae.training.trainer import train
@@ -268,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
         for note in notes:
             say(f"fqvae train: note: {note}")
         if args.dry_run:
+            checks.check_model_settings(cfg)
             print(json.dumps(cfg.to_dict(), indent=2))
             return 0
         result = train(cfg, resume=args.resume, overwrite=args.overwrite, notes=notes)

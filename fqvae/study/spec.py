@@ -3,7 +3,8 @@
 Every value is a config key exactly as ``fqvae train --set KEY=VALUE`` takes it: a TOML string
 is the text after ``=``, any other value is written as JSON. The whole spec is checked before a
 run starts: each key with :func:`fqvae.training.config.set_key`, each label's configuration with
-:func:`fqvae.training.presets.resolve` (unknown models, hparams and values).
+:func:`fqvae.training.presets.resolve` (unknown models, hparams and values) and
+:func:`fqvae.training.checks.check_model_settings` (values the model itself rejects).
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def parse(text: str, path: Path) -> Spec:
 def check(spec: Spec) -> None:
     """Resolve every label's configuration as its runs will (fills ``spec.configs``);
     raises StudyError naming the file, the table and the problem."""
-    from fqvae.training import presets
+    from fqvae.training import checks, presets
 
     for entry in spec.entries:
         cfg = Config()
@@ -174,6 +175,7 @@ def check(spec: Spec) -> None:
                 raise StudyError(f"{spec.path}: [{section}] {key}: {exc}") from None
         try:
             presets.resolve(cfg)
+            checks.check_model_settings(cfg)
         except ConfigError as exc:
             raise StudyError(f"{spec.path}: [models.{entry.label}]: {exc}") from None
         spec.configs[entry.label] = cfg

@@ -99,6 +99,35 @@ def validate(cfg: Config, check_names: bool = True) -> None:
     _validate_run_settings(cfg)
 
 
+#: the image size a model is checked at when the config leaves it to the dataset (whose own is
+#: 64 px for every dataset but Isaac3D's and Falcor3D's larger renders)
+CHECK_IMAGE_SIZE = 64
+
+
+def check_model_settings(cfg: Config) -> None:
+    """Raise ConfigError if the model of the resolved ``cfg`` rejects its hparams, backbone or
+    image size: it is built once on the CPU, before any data is read, so that ``--dry-run``
+    and a study's spec check catch what would otherwise fail only when the run starts. The
+    channel count does not change what a model accepts (3 here); an unset image size is
+    checked at :data:`CHECK_IMAGE_SIZE`."""
+    import torch
+
+    from fqvae.models import build_model
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            build_model(
+                cfg.model.name,
+                in_channels=3,
+                image_size=cfg.data.image_size or CHECK_IMAGE_SIZE,
+                num_latents=cfg.model.latents,
+                arch=cfg.model.arch,
+                **cfg.model.hparams,
+            )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model {cfg.model.name!r} rejected its settings: {exc}") from exc
+
+
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
