@@ -484,6 +484,12 @@ def test_in_use_curve_averages_the_logged_column_over_seeds(tmp_path):
     with Image.open(path) as image:
         image.verify()
     assert in_use_curve(runs[2:], ["ae"], tmp_path / "none") == []
+    drawn = path.read_bytes()
+    for run in runs:  # a study kept as its configs and metrics: the earlier curve stays
+        (run.folder / "log.csv").unlink()
+    kept = in_use_curve(runs, ["factorqvae", "ae"], tmp_path)
+    assert kept == [("latents in use (from an earlier report)", path)]
+    assert path.read_bytes() == drawn
 
 
 def test_report_of_a_partial_grid_lists_missing_runs(grid):

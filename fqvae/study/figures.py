@@ -195,12 +195,15 @@ def in_use_lines(runs: list[Any], labels: list[str]) -> Lines:
 
 
 def in_use_curve(runs: list[Any], labels: list[str], folder: Path) -> list[tuple[str, Path]]:
-    """``curve_in_use.png``: :func:`in_use_lines` against images seen (none without data)."""
+    """``curve_in_use.png``: :func:`in_use_lines` against images seen. Where no run keeps its
+    ``log.csv`` (a study kept as its configs and metrics alone), an earlier report's curve in
+    ``folder`` is kept, as :func:`traversals` keeps its copies; none without either."""
     lines = in_use_lines(runs, labels)
-    if not lines:
-        return []
-    title = "latents in use during training (mean over seeds)"
-    return [("latents in use", _line_figure(lines, "in_use", title, folder / "curve_in_use.png"))]
+    path = folder / "curve_in_use.png"
+    if lines:
+        title = "latents in use during training (mean over seeds)"
+        return [("latents in use", _line_figure(lines, "in_use", title, path))]
+    return [("latents in use (from an earlier report)", path)] if path.is_file() else []
 
 
 def write_figures(
