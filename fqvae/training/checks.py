@@ -99,8 +99,8 @@ def validate(cfg: Config, check_names: bool = True) -> None:
     _validate_run_settings(cfg)
 
 
-#: the image size a model is checked at when the config leaves it to the dataset (whose own is
-#: 64 px for every dataset but Isaac3D's and Falcor3D's larger renders)
+#: the image size a model is checked at when the config leaves it to the dataset: 64 px for
+#: every dataset (Isaac3D's and Falcor3D's 128 px renders are resized to 64 as they load)
 CHECK_IMAGE_SIZE = 64
 
 
