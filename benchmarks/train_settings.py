@@ -27,9 +27,9 @@ from fqvae.models import build_model  # noqa: E402
 from fqvae.training.config import Config  # noqa: E402
 from fqvae.training.demo import demo_config  # noqa: E402
 from fqvae.training.distributed import Dist  # noqa: E402
+from fqvae.training.model_build import build_kwargs  # noqa: E402
 from fqvae.training.runtime import autocast_for, cpu_bf16_matmul, torch_flags  # noqa: E402
 from fqvae.training.step import train_step  # noqa: E402
-from fqvae.training.trainer import build_kwargs  # noqa: E402
 
 #: (label, system.fused_optim, system.matmul, system.amp)
 SETTINGS = (

@@ -112,20 +112,11 @@ def check_model_settings(cfg: Config) -> None:
     checked at :data:`CHECK_IMAGE_SIZE`."""
     import torch
 
-    from fqvae.models import build_model
+    from fqvae.training import model_build
 
-    try:
-        with torch.random.fork_rng(devices=[]):
-            build_model(
-                cfg.model.name,
-                in_channels=3,
-                image_size=cfg.data.image_size or CHECK_IMAGE_SIZE,
-                num_latents=cfg.model.latents,
-                arch=cfg.model.arch,
-                **cfg.model.hparams,
-            )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"model {cfg.model.name!r} rejected its settings: {exc}") from exc
+    size = cfg.data.image_size or CHECK_IMAGE_SIZE
+    with torch.random.fork_rng(devices=[]):
+        model_build.build(cfg, (size, size, 3))
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")

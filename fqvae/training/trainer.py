@@ -32,7 +32,7 @@ from fqvae.metrics.report import write_json
 from fqvae.models.base import DisentanglementModel
 from fqvae.nn import CPU_ARCHS
 from fqvae.ops import NonFiniteCodebook
-from fqvae.training import checkpoint, distributed, visualize
+from fqvae.training import checkpoint, distributed, model_build, visualize
 from fqvae.training.batches import Batches, data_split, load_data
 from fqvae.training.checks import check_resolved, validate
 from fqvae.training.config import Config, ConfigError
@@ -71,36 +71,6 @@ class RunResult:
     #: None when training completed, else "signal" (stopped by SIGINT/SIGTERM, checkpoint saved)
     stopped: str | None
     metrics: dict[str, Any]
-
-
-# data
-
-
-def build(cfg: Config, dataset: GroundTruthDataset) -> tuple[DisentanglementModel, dict[str, Any]]:
-    """Build the model of ``cfg`` for ``dataset``; returns it and the ``build_model`` keyword
-    arguments (stored in checkpoints, so :func:`load_for_eval` can rebuild it)."""
-    from fqvae.models import build_model
-
-    kwargs = build_kwargs(cfg, dataset.observation_shape)
-    try:
-        model = build_model(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"model {cfg.model.name!r} rejected its settings: {exc}") from exc
-    return model, kwargs
-
-
-def build_kwargs(cfg: Config, observation_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Keyword arguments of ``fqvae.models.build_model`` for ``cfg`` on images of
-    ``observation_shape`` (height, width, channels)."""
-    height, _, channels = observation_shape
-    return dict(
-        name=cfg.model.name,
-        in_channels=channels,
-        image_size=height,
-        num_latents=cfg.model.latents,
-        arch=cfg.model.arch,
-        **cfg.model.hparams,
-    )
 
 
 @dataclass
@@ -265,9 +235,9 @@ def _prepare(
         dataset = load_data(cfg.data.name, cfg.data.path, cfg.data.image_size)
     torch.manual_seed(cfg.train.seed)
     if model is None:
-        model, model_kwargs = build(cfg, dataset)
+        model, model_kwargs = model_build.build(cfg, dataset.observation_shape)
     else:
-        model_kwargs = build_kwargs(cfg, dataset.observation_shape)
+        model_kwargs = model_build.build_kwargs(cfg, dataset.observation_shape)
     model.to(device)
     if cfg.system.channels_last:
         model.to(memory_format=torch.channels_last)
