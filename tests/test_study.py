@@ -24,7 +24,7 @@ from scipy import stats
 
 from fqvae.cli import main
 from fqvae.locks import FolderLock
-from fqvae.study.figures import bar_data, in_use_curve, in_use_lines
+from fqvae.study.figures import bar_data, in_use_curve, in_use_lines, seed_matrices
 from fqvae.study.layout import Cell
 from fqvae.study.report import Run, collect
 from fqvae.study.spec import load as load_spec
@@ -611,3 +611,17 @@ def test_a_running_runs_time_left_follows_its_logged_speed(tmp_path):
     # 6,000 steps x 64 images at the mean of the last ten rows (5 x 100 + 5 x 300, 200/s)
     assert f"about {6000 * 64 / 200 / 60:.0f} min of training left" in state.detail
     assert state.detail.startswith("step 4,000 of 10,000")
+
+
+def test_heatmaps_draw_each_seed_as_stored(grid):
+    """Each panel is one seed's own matrix (NMI stored as factors x latents, drawn transposed):
+    latent order differs between runs, so seeds are never averaged cell by cell."""
+    runs, _ = collect(grid.out, load_spec(grid.out / "spec.toml", checked=False))
+    mine = [r for r in runs if r.cell.label == "ae"]
+    panels = seed_matrices(mine, "infomec.nmi", transpose=True)
+    assert [seed for seed, _ in panels] == [1, 2]
+    for seed, m in panels:
+        final = load(grid.out / "ae" / f"seed-{seed}" / "metrics.json")["final"]
+        np.testing.assert_array_equal(m, np.array(final["infomec.nmi"]).T)
+    dci = seed_matrices(mine, "dci.importance_matrix", transpose=False)
+    assert [m.shape for _, m in dci] == [m.shape for _, m in panels]

@@ -1,5 +1,5 @@
 """The figures of a study report (matplotlib, Agg): bar charts with confidence intervals,
-seed-averaged NMI and DCI-importance heatmaps, traversal copies and metric curves."""
+NMI and DCI-importance heatmaps (a panel per seed), traversal copies and metric curves."""
 
 from __future__ import annotations
 
@@ -81,29 +81,39 @@ def bars(
     return out
 
 
-def _matrix(runs: list[Any], key: str, transpose: bool) -> np.ndarray | None:
-    """The seed average of the ``(latents, factors)`` matrix ``key`` (None if absent)."""
-    mats = [np.array(r.final[key], dtype=float) for r in runs if r.final.get(key) is not None]
-    mats = [m.T if transpose else m for m in mats if m.ndim == 2]
-    mats = [m for m in mats if mats and m.shape == mats[0].shape]
-    return np.nanmean(np.stack(mats), axis=0) if mats else None
+def seed_matrices(runs: list[Any], key: str, transpose: bool) -> list[tuple[int, np.ndarray]]:
+    """``(seed, (latents, factors) matrix)`` of each run that stores ``key``, in seed order.
+
+    Seeds are never averaged cell by cell: each run orders its latents its own way, so latent
+    ``z3`` of one seed has nothing to do with ``z3`` of another."""
+    out = []
+    for r in sorted(runs, key=lambda r: r.cell.seed):
+        if r.final.get(key) is None:
+            continue
+        m = np.array(r.final[key], dtype=float)
+        if m.ndim == 2:
+            out.append((r.cell.seed, m.T if transpose else m))
+    return [(seed, m) for seed, m in out if m.shape == out[0][1].shape]
 
 
 def heatmaps(runs: list[Any], labels: list[str], folder: Path) -> dict[str, list[tuple[str, Path]]]:
-    """For each label and matrix of :data:`MATRICES`: rows latents, columns factors, the
-    seed-averaged value written in each cell."""
+    """For each label and matrix of :data:`MATRICES`: one panel per seed, rows latents,
+    columns factors, each cell's value written in it."""
     out: dict[str, list[tuple[str, Path]]] = {name: [] for name in MATRICES}
     for label in labels:
         mine = [r for r in runs if r.cell.label == label]
         for name, (key, transpose, title) in MATRICES.items():
-            m = _matrix(mine, key, transpose)
-            if m is None:
+            panels = seed_matrices(mine, key, transpose)
+            if not panels:
                 continue
+            latents, width = panels[0][1].shape
             factors = list(mine[0].metrics.get("factor_names") or [])
-            if len(factors) != m.shape[1]:
-                factors = [f"factor {j}" for j in range(m.shape[1])]
-            fig, (ax,) = figure(0.9 * m.shape[1] + 2.5, 0.42 * m.shape[0] + 1.5)
-            heatmap(ax, m, factors, f"{label}: {title} (mean of {len(mine)} seed(s))")
+            if len(factors) != width:
+                factors = [f"factor {j}" for j in range(width)]
+            fig, axes = figure(0.75 * width * len(panels) + 1.5, 0.42 * latents + 1.8, len(panels))
+            for ax, (seed, m) in zip(axes, panels):
+                heatmap(ax, m, factors, f"seed {seed}")
+            fig.suptitle(f"{label}: {title}, one panel per seed")
             out[name].append((f"{label} {name}", save_figure(fig, folder / f"{name}_{label}.png")))
     return out
 
