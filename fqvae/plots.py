@@ -12,12 +12,12 @@ import numpy as np
 from fqvae.files import atomic_path
 
 
-def figure(width: float, height: float, cols: int = 1) -> tuple[Any, list[Any]]:
-    """A ``matplotlib.figure.Figure`` (no pyplot state) and its ``cols`` axes in one row."""
+def figure(width: float, height: float, cols: int = 1, rows: int = 1) -> tuple[Any, list[Any]]:
+    """A ``matplotlib.figure.Figure`` (no pyplot state) and its ``rows x cols`` axes, row by row."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height))
-    return fig, [fig.add_subplot(1, cols, i + 1) for i in range(cols)]
+    return fig, [fig.add_subplot(rows, cols, i + 1) for i in range(rows * cols)]
 
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:

@@ -20,6 +20,8 @@ MATRICES = {
     "nmi": ("infomec.nmi", True, "normalised mutual information"),
     "dci": ("dci.importance_matrix", False, "DCI importance"),
 }
+#: seeds drawn side by side in a heatmap figure; more seeds wrap to further rows
+PANELS_PER_ROW = 5
 PREFIXES = ("bar_", "curve_", "traversals_", *(f"{name}_" for name in MATRICES))
 #: label -> (images seen, values): the data of one line chart
 Lines = dict[str, tuple[list[int], list[float]]]
@@ -110,9 +112,13 @@ def heatmaps(runs: list[Any], labels: list[str], folder: Path) -> dict[str, list
             factors = list(mine[0].metrics.get("factor_names") or [])
             if len(factors) != width:
                 factors = [f"factor {j}" for j in range(width)]
-            fig, axes = figure(0.75 * width * len(panels) + 1.5, 0.42 * latents + 1.8, len(panels))
+            cols = min(len(panels), PANELS_PER_ROW)
+            rows = -(-len(panels) // cols)
+            fig, axes = figure(0.75 * width * cols + 1.5, (0.42 * latents + 1.8) * rows, cols, rows)
             for ax, (seed, m) in zip(axes, panels):
                 heatmap(ax, m, factors, f"seed {seed}")
+            for ax in axes[len(panels) :]:
+                ax.set_axis_off()
             fig.suptitle(f"{label}: {title}, one panel per seed")
             out[name].append((f"{label} {name}", save_figure(fig, folder / f"{name}_{label}.png")))
     return out
