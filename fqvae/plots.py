@@ -50,14 +50,20 @@ def save_heatmaps(
     factor_names: Sequence[str],
     path: str | os.PathLike,
     suptitle: str = "",
+    per_row: int | None = None,
 ) -> Path:
-    """One :func:`heatmap` per entry of ``matrices`` (titled by its key), side by side."""
+    """One :func:`heatmap` per entry of ``matrices`` (titled by its key), side by side,
+    ``per_row`` to a row (all in one row by default)."""
     rows = max(np.asarray(m).shape[0] for m in matrices.values())
+    cols = min(len(matrices), per_row or len(matrices))
+    lines = -(-len(matrices) // cols)
     fig, axes = figure(
-        1.0 + 0.8 * len(factor_names) * len(matrices), 1.5 + 0.35 * rows, len(matrices)
+        1.0 + 0.8 * len(factor_names) * cols, (1.5 + 0.35 * rows) * lines, cols, lines
     )
     for ax, (title, matrix) in zip(axes, matrices.items()):
         heatmap(ax, matrix, factor_names, title)
+    for ax in axes[len(matrices) :]:
+        ax.set_axis_off()
     if suptitle:
         fig.suptitle(suptitle)
     return save_figure(fig, path, dpi=110)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fqvae.plots import figure, heatmap, save_figure
+from fqvae.plots import figure, save_figure, save_heatmaps
 from fqvae.study.layout import TRAIN_LOG, TRAVERSALS
 
 FOLDER = "figures"
@@ -108,19 +108,18 @@ def heatmaps(runs: list[Any], labels: list[str], folder: Path) -> dict[str, list
             panels = seed_matrices(mine, key, transpose)
             if not panels:
                 continue
-            latents, width = panels[0][1].shape
+            width = panels[0][1].shape[1]
             factors = list(mine[0].metrics.get("factor_names") or [])
             if len(factors) != width:
                 factors = [f"factor {j}" for j in range(width)]
-            cols = min(len(panels), PANELS_PER_ROW)
-            rows = -(-len(panels) // cols)
-            fig, axes = figure(0.75 * width * cols + 1.5, (0.42 * latents + 1.8) * rows, cols, rows)
-            for ax, (seed, m) in zip(axes, panels):
-                heatmap(ax, m, factors, f"seed {seed}")
-            for ax in axes[len(panels) :]:
-                ax.set_axis_off()
-            fig.suptitle(f"{label}: {title}, one panel per seed")
-            out[name].append((f"{label} {name}", save_figure(fig, folder / f"{name}_{label}.png")))
+            path = save_heatmaps(
+                {f"seed {seed}": m for seed, m in panels},
+                factors,
+                folder / f"{name}_{label}.png",
+                suptitle=f"{label}: {title}, one panel per seed",
+                per_row=PANELS_PER_ROW,
+            )
+            out[name].append((f"{label} {name}", path))
     return out
 
 
