@@ -204,6 +204,10 @@ def test_an_interrupted_run_is_resumed_from_its_checkpoint(grid, tmp_path):
     assert {k: resumed[k] for k in HEADLINE} == {k: final[k] for k in HEADLINE}
     rec = next(r for r in load(out / "status.json")["runs"] if (r["label"], r["seed"]) == ("ae", 2))
     assert rec["state"] == "done" and rec["attempts"] == 2
+    # the resumed run's wall time adds to the first attempt's
+    runs = load(grid.out / "status.json")["runs"]
+    first = next(r for r in runs if (r["label"], r["seed"]) == ("ae", 2))
+    assert rec["wall_s"] > first["wall_s"] > 0
 
 
 def test_a_run_leftover_without_checkpoint_is_started_afresh(grid, tmp_path):
@@ -217,6 +221,29 @@ def test_a_run_leftover_without_checkpoint_is_started_afresh(grid, tmp_path):
     assert (out / "diverge" / "seed-1" / "config.json").exists()
     assert planned(r.stdout) == {("diverge", 1): "start", ("diverge", 2): "start"}
     assert "--resume" not in r.stdout
+
+
+def test_a_run_started_afresh_counts_only_its_own_wall_time(grid, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(grid.out, out)
+    status = load(out / "status.json")
+    for rec in status["runs"]:
+        rec["wall_s"] = 1e6 if rec["label"] == "diverge" else rec["wall_s"]  # a long first try
+    (out / "status.json").write_text(json.dumps(status))
+    r = study(
+        "run",
+        str(grid.spec),
+        "--out",
+        str(out),
+        "--models",
+        "diverge",
+        "--seeds",
+        "1",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 1 and planned(r.stdout) == {("diverge", 1): "start"}
+    rec = next(r for r in load(out / "status.json")["runs"] if r["label"] == "diverge")
+    assert rec["attempts"] == 2 and 0 < rec["wall_s"] < 1e6
 
 
 def test_ctrl_c_stops_the_runs_with_a_checkpoint(tmp_path):

@@ -186,9 +186,12 @@ class Runner:
         self.failed = 0
         self.busy = 0  # runs left to another process that holds their folder
 
-    def _previous(self, cell: Cell) -> tuple[float, int]:
-        old = self.status.get((cell.label, cell.seed), {})
-        return float(old.get("wall_s") or 0.0), int(old.get("attempts") or 0)
+    def _previous(self, task: Task) -> tuple[float, int]:
+        """The earlier attempts' wall seconds and count. A run started afresh threw their work
+        away, so its wall time is its own; a resumed run's adds to theirs."""
+        old = self.status.get((task.cell.label, task.cell.seed), {})
+        wall = float(old.get("wall_s") or 0.0) if task.action == "resume" else 0.0
+        return wall, int(old.get("attempts") or 0)
 
     def _launch(self, task: Task) -> str | None:
         """Start ``task``'s training; or, when another process holds its run folder (a
@@ -225,7 +228,7 @@ class Runner:
         task, t0, f = self.running.pop(proc)
         f.close()
         cell, rc = task.cell, proc.returncode
-        wall, attempts = self._previous(cell)
+        wall, attempts = self._previous(task)
         elapsed = time.perf_counter() - t0
         folder = layout.run_dir(self.root, cell)
         log = layout.log_path(self.root, cell)
