@@ -449,7 +449,8 @@ def test_report_figures(grid, tmp_path):
     }
     expected |= {f"curve_{m}.png" for m in HEADLINE}  # vae evaluated periodically
     figures = rep / "figures"
-    assert {p.name for p in figures.iterdir()} == expected
+    assert {p.name for p in figures.iterdir()} == expected | {"traversals.json"}
+    assert load(figures / "traversals.json") == {"ae": 1, "vae": 1}
     report = (rep / "report.md").read_text()
     for name in expected:
         with Image.open(figures / name) as image:
@@ -471,7 +472,7 @@ def test_a_report_keeps_traversals_its_runs_no_longer_hold(grid, tmp_path):
     assert main(["study", "report", str(study_copy), "--out", str(rep)]) == 0
     assert (rep / "figures" / "traversals_ae.png").read_bytes() == drawn
     report = (rep / "report.md").read_text()
-    assert "ae traversals (from an earlier report)" in report
+    assert "ae traversals (seed 1, from an earlier report)" in report
     assert "(figures/traversals_ae.png)" in report
 
 

@@ -4,6 +4,7 @@ NMI and DCI-importance heatmaps (a panel per seed), traversal copies and metric 
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,8 @@ MATRICES = {
 }
 #: seeds drawn side by side in a heatmap figure; more seeds wrap to further rows
 PANELS_PER_ROW = 5
+#: label -> the seed its traversal copy is from
+TRAVERSAL_SEEDS = "traversals.json"
 PREFIXES = ("bar_", "curve_", "traversals_", *(f"{name}_" for name in MATRICES))
 #: label -> (images seen, values): the data of one line chart
 Lines = dict[str, tuple[list[int], list[float]]]
@@ -126,16 +129,27 @@ def heatmaps(runs: list[Any], labels: list[str], folder: Path) -> dict[str, list
 def traversals(runs: list[Any], labels: list[str], folder: Path) -> list[tuple[str, Path]]:
     """A copy of the first seed's ``traversals.png`` of each label, where it exists. Where no
     run folder holds one (a study kept as its configs and metrics alone), an earlier report's
-    copy in ``folder`` is kept: it cannot be drawn again from what is left."""
-    out = []
+    copy in ``folder`` is kept: it cannot be drawn again from what is left. ``folder /
+    traversals.json`` records which seed each copy is from, so its caption keeps it."""
+    seeds_file = folder / TRAVERSAL_SEEDS
+    earlier = json.loads(seeds_file.read_text()) if seeds_file.is_file() else {}
+    out, seeds = [], {}
     for label in labels:
         found = [r for r in runs if r.cell.label == label and (r.folder / TRAVERSALS).is_file()]
         path = folder / f"traversals_{label}.png"
         if found:
             shutil.copyfile(found[0].folder / TRAVERSALS, path)
-            out.append((f"{label} traversals (seed {found[0].cell.seed})", path))
+            seeds[label] = found[0].cell.seed
+            out.append((f"{label} traversals (seed {seeds[label]})", path))
         elif path.is_file():
-            out.append((f"{label} traversals (from an earlier report)", path))
+            seed = earlier.get(label)
+            seeds.update({label: seed} if seed is not None else {})
+            of = f"seed {seed}, " if seed is not None else ""
+            out.append((f"{label} traversals ({of}from an earlier report)", path))
+    if seeds:
+        seeds_file.write_text(json.dumps(seeds, indent=1) + "\n")
+    else:
+        seeds_file.unlink(missing_ok=True)
     return out
 
 
