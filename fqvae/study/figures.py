@@ -132,7 +132,7 @@ def traversals(runs: list[Any], labels: list[str], folder: Path) -> list[tuple[s
     copy in ``folder`` is kept: it cannot be drawn again from what is left. ``folder /
     traversals.json`` records which seed each copy is from, so its caption keeps it."""
     seeds_file = folder / TRAVERSAL_SEEDS
-    earlier = json.loads(seeds_file.read_text()) if seeds_file.is_file() else {}
+    earlier = _read_seeds(seeds_file)
     out, seeds = [], {}
     for label in labels:
         found = [r for r in runs if r.cell.label == label and (r.folder / TRAVERSALS).is_file()]
@@ -143,14 +143,25 @@ def traversals(runs: list[Any], labels: list[str], folder: Path) -> list[tuple[s
             out.append((f"{label} traversals (seed {seeds[label]})", path))
         elif path.is_file():
             seed = earlier.get(label)
-            seeds.update({label: seed} if seed is not None else {})
-            of = f"seed {seed}, " if seed is not None else ""
+            if isinstance(seed, int):
+                seeds[label] = seed
+            of = f"seed {seed}, " if isinstance(seed, int) else ""
             out.append((f"{label} traversals ({of}from an earlier report)", path))
     if seeds:
         seeds_file.write_text(json.dumps(seeds, indent=1) + "\n")
     else:
         seeds_file.unlink(missing_ok=True)
     return out
+
+
+def _read_seeds(path: Path) -> dict[str, Any]:
+    """An earlier report's label -> seed of its traversal copies; {} if it is missing or not a
+    JSON object (the captions then leave the seed out)."""
+    try:
+        seeds = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return seeds if isinstance(seeds, dict) else {}
 
 
 def _line_figure(lines: Lines, ylabel: str, title: str, path: Path) -> Path:
