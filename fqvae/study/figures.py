@@ -4,7 +4,6 @@ NMI and DCI-importance heatmaps (a panel per seed), traversal copies and metric 
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from fqvae.metrics.report import write_json
 from fqvae.plots import figure, save_figure, save_heatmaps
-from fqvae.study.layout import TRAIN_LOG, TRAVERSALS
+from fqvae.study.layout import TRAIN_LOG, TRAVERSALS, read_json
 
 FOLDER = "figures"
 #: heatmap name -> (key in "final", stored as (factors, latents)?, title)
@@ -132,7 +132,7 @@ def traversals(runs: list[Any], labels: list[str], folder: Path) -> list[tuple[s
     copy in ``folder`` is kept: it cannot be drawn again from what is left. ``folder /
     traversals.json`` records which seed each copy is from, so its caption keeps it."""
     seeds_file = folder / TRAVERSAL_SEEDS
-    earlier = _read_seeds(seeds_file)
+    earlier = read_json(seeds_file) or {}  # damaged: the captions leave the seed out
     out, seeds = [], {}
     for label in labels:
         found = [r for r in runs if r.cell.label == label and (r.folder / TRAVERSALS).is_file()]
@@ -142,26 +142,15 @@ def traversals(runs: list[Any], labels: list[str], folder: Path) -> list[tuple[s
             seeds[label] = found[0].cell.seed
             out.append((f"{label} traversals (seed {seeds[label]})", path))
         elif path.is_file():
-            seed = earlier.get(label)
-            if isinstance(seed, int):
-                seeds[label] = seed
-            of = f"seed {seed}, " if isinstance(seed, int) else ""
+            if isinstance(earlier.get(label), int):
+                seeds[label] = earlier[label]
+            of = f"seed {seeds[label]}, " if label in seeds else ""
             out.append((f"{label} traversals ({of}from an earlier report)", path))
     if seeds:
-        seeds_file.write_text(json.dumps(seeds, indent=1) + "\n")
+        write_json(seeds, seeds_file)
     else:
         seeds_file.unlink(missing_ok=True)
     return out
-
-
-def _read_seeds(path: Path) -> dict[str, Any]:
-    """An earlier report's label -> seed of its traversal copies; {} if it is missing or not a
-    JSON object (the captions then leave the seed out)."""
-    try:
-        seeds = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return seeds if isinstance(seeds, dict) else {}
 
 
 def _line_figure(lines: Lines, ylabel: str, title: str, path: Path) -> Path:
