@@ -247,6 +247,23 @@ def test_a_run_started_afresh_counts_only_its_own_wall_time(grid, tmp_path):
     assert rec["attempts"] == 2 and 0 < rec["wall_s"] < 1e6
 
 
+def test_a_run_copied_in_from_another_folder_is_recorded_done(grid, tmp_path):
+    # shards run in folders of their own: ae seed 1 was pending here when its finished folder
+    # was copied in from the other shard's
+    out = tmp_path / "out"
+    shutil.copytree(grid.out, out)
+    status = load(out / "status.json")
+    for rec in status["runs"]:
+        if (rec["label"], rec["seed"]) == ("ae", 1):
+            rec.update(state="pending", returncode=None)
+    (out / "status.json").write_text(json.dumps(status))
+    r = study("run", str(grid.spec), "--out", str(out), "--models", "vae", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    runs = {(r["label"], r["seed"]): r for r in load(out / "status.json")["runs"]}
+    assert runs[("ae", 1)]["state"] == "done" and runs[("ae", 1)]["wall_s"] > 0
+    assert runs[("diverge", 1)]["state"] == "failed"  # a failed record is left as it was
+
+
 def test_ctrl_c_stops_the_runs_with_a_checkpoint(tmp_path):
     spec = tmp_path / "long.toml"
     # log.every = 1: log.csv appears after the first step, once the run handles signals

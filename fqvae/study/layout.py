@@ -134,17 +134,20 @@ def read_status(root: Path) -> dict[tuple[str, int], dict[str, Any]]:
 
 def write_status(root: Path, spec: Spec, updates: dict[tuple[str, int], dict[str, Any]]) -> None:
     """Merge ``updates`` into ``DIR/status.json`` (under a lock, atomically): one record per
-    run of the spec's grid, in grid order; a run without a record is ``done`` when its folder
-    holds a finished run, else ``pending``."""
+    run of the spec's grid, in grid order. A run without a record, or recorded ``pending``, is
+    ``done`` when its folder holds a finished run (copied in from another folder, say), else
+    ``pending``."""
     with exclusive(Path(root) / ".status.lock"):
         records = {**read_status(root), **updates}
         runs = []
         for cell in grid(spec):
             key = (cell.label, cell.seed)
-            if key not in records:
+            if records.get(key, {}).get("state", "pending") == "pending":
                 iterations = spec.configs[cell.label].train.iterations if spec.configs else None
-                done = is_finished(run_dir(root, cell), iterations)
-                records[key] = record(cell, "done" if done else "pending")
+                if is_finished(run_dir(root, cell), iterations):
+                    records[key] = {**records.get(key, record(cell, "done")), "state": "done"}
+                else:
+                    records.setdefault(key, record(cell, "pending"))
             runs.append(records[key])
         write_json({"study": spec.name, "runs": runs}, Path(root) / STATUS)
 
