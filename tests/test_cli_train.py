@@ -90,6 +90,16 @@ def test_fidelity_variants_differ_for_the_single_optimizer_baselines(capsys):
     )
 
 
+def test_the_cpu_recipe_runs_the_clean_schedules_and_refuses_executed(capsys):
+    cfg, _ = _dry(capsys, "--preset", "vae-shapes3d", "--recipe", "cpu")
+    assert cfg["train"]["fidelity"] == "clean"
+    assert cfg["model"]["hparams"]["lr_cycle"] == "single"
+    paper, _ = _dry(capsys, "--preset", "vae-shapes3d", "--recipe", "paper")
+    assert paper["train"]["fidelity"] == "executed"
+    _fails(capsys, "--preset", "vae-shapes3d", "--recipe", "cpu", "--fidelity", "executed",
+           match="train.fidelity=executed needs --recipe paper")  # fmt: skip
+
+
 def test_changing_iterations_derives_tau_rate_with_a_note(capsys):
     cfg, err = _dry(capsys, "--preset", "factorqvae-shapes3d", "--steps", "1000")
     assert cfg["model"]["hparams"]["tau_rate"] == pytest.approx(1e-3)

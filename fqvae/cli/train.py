@@ -110,7 +110,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--fidelity",
         help="executed (the schedules as the official code ran them; the old name 'reference' "
-        "also works) or clean (as intended) (spec §9; default executed)",
+        "also works; paper recipe only) or clean (as intended) (spec §9; default: executed "
+        "under the paper recipe, clean under the CPU recipe)",
     )
     g.add_argument(
         "--iterations",

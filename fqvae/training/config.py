@@ -60,8 +60,9 @@ class TrainConfig:
     #: cores, docs/recipes.md) or "auto" (cpu when the run's device is a CPU, else paper)
     recipe: str = "auto"
     #: fidelity variant (spec §9): "executed" (the schedules as the official code executed
-    #: them) or "clean" (as intended); "reference", the old name of "executed", is read as it
-    fidelity: str = "executed"
+    #: them) or "clean" (as intended); "reference", the old name of "executed", is read as it.
+    #: Unset: "executed" under the paper recipe, "clean" under the CPU recipe (its only one)
+    fidelity: str | None = None
     #: optimizer steps (batches); one step reads ``batch`` images across all ranks
     iterations: int | None = None
     #: global batch (split in halves by the discriminator models)

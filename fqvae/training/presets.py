@@ -62,8 +62,12 @@ def resolve(cfg: Config) -> list[str]:
     auto = t.recipe == "auto"
     if auto:
         t.recipe = "cpu" if _runs_on_cpu(cfg) else "paper"
-    if t.recipe == "cpu":
-        t.fidelity = "clean"
+    if t.recipe == "cpu" and t.fidelity == "executed":
+        raise ConfigError(
+            "train.fidelity=executed needs --recipe paper: the CPU recipe runs the clean "
+            "schedules only (one cosine over the run, tau_rate = 1/steps)"
+        )
+    t.fidelity = t.fidelity or ("clean" if t.recipe == "cpu" else "executed")
     exact = (model, data) in PUBLISHED
     if not exact:
         notes.append(
