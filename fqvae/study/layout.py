@@ -144,10 +144,9 @@ def write_status(root: Path, spec: Spec, updates: dict[tuple[str, int], dict[str
             key = (cell.label, cell.seed)
             if records.get(key, {}).get("state", "pending") == "pending":
                 iterations = spec.configs[cell.label].train.iterations if spec.configs else None
-                if is_finished(run_dir(root, cell), iterations):
-                    records[key] = {**records.get(key, record(cell, "done")), "state": "done"}
-                else:
-                    records.setdefault(key, record(cell, "pending"))
+                done = is_finished(run_dir(root, cell), iterations)
+                stored = records.get(key) or record(cell, "pending")
+                records[key] = {**stored, "state": "done" if done else "pending"}
             runs.append(records[key])
         write_json({"study": spec.name, "runs": runs}, Path(root) / STATUS)
 
