@@ -46,6 +46,21 @@ def test_train_settings_are_checked_before_work(capsys, tmp_path, args, message)
     assert message in line
 
 
+DEMO_SETTINGS = [
+    (["--steps", "0"], "--steps must be at least 1, got 0"),
+    (["--num-train", "3"], "--num-train must be at least 4, got 3"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), DEMO_SETTINGS, ids=[" ".join(a) for a, _ in DEMO_SETTINGS]
+)
+def test_demo_settings_are_checked_before_work(capsys, tmp_path, args, message):
+    out = tmp_path / "demo"
+    assert message in error_line(capsys, ["demo", "--out", str(out), *args])
+    assert not out.exists()
+
+
 def test_reduced_matmul_is_refused_on_a_cpu_without_bf16(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr("fqvae.training.runtime.cpu_bf16_matmul", lambda: False)
     out = tmp_path / "r"

@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
+        if args.steps < 1:
+            raise ConfigError(f"--steps must be at least 1, got {args.steps}")
         if args.num_train < 4:
             raise ConfigError(f"--num-train must be at least 4, got {args.num_train}")
         configs = {
