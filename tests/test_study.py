@@ -438,6 +438,8 @@ def test_report_tables_match_the_runs(grid, tmp_path):
         assert int(row["images_seen"]) == 24 == metrics["images_seen"]
         assert float(row["train_s"]) == metrics["train_s"]
         assert float(row["wall_s"]) == status[(label, seed)]["wall_s"]
+        config = load(grid.out / label / f"seed-{seed}" / "config.json")
+        assert int(row["cpu_threads"]) == config["cpu_threads"] >= 1
     results = load(rep / "results.json")
     assert [(r["label"], r["seed"]) for r in results["runs"]] == FINISHED
 
@@ -451,6 +453,11 @@ def test_report_tables_match_the_runs(grid, tmp_path):
         half = stats.t.ppf(0.975, 1) * float(np.std(values, ddof=1)) / math.sqrt(2)
         assert f"| {mean:.4g} ± {half:.4g} |" in _row(report, label)
         assert _row(report, label).startswith(f"| {label} | 2 | ")
+        threads = {
+            load(grid.out / label / f"seed-{s}" / "config.json")["cpu_threads"] for s in (1, 2)
+        }
+        shown = "-".join(map(str, sorted(threads)))  # "2", or "1-2" where the runs differ
+        assert _row(report, label).endswith(f" | {shown} |")
     table = report.split("## Results")[1].split("## Missing")[0]
     assert "| ae |" in table and "| vae |" in table and "| diverge |" not in table
     for seed in (1, 2):

@@ -32,18 +32,21 @@ HEADLINE = (
     "recon.psnr",
 )
 FIRST = ("label", "model", "dataset", "seed")
-LAST = ("images_seen", "train_s", "wall_s")
+#: the bookkeeping columns; ``cpu_threads`` (the trainer's torch threads) is what a time ran on
+LAST = ("images_seen", "train_s", "wall_s", "cpu_threads")
 
 
 @dataclass
 class Run:
-    """A finished run: its cell, folder, ``metrics.json`` and resolved config."""
+    """A finished run: its cell, folder, ``metrics.json``, resolved config, the study's wall
+    seconds and the torch CPU threads it trained on (None in runs older than that record)."""
 
     cell: Cell
     folder: Path
     metrics: dict[str, Any]
     config: dict[str, Any]
     wall_s: float | None
+    cpu_threads: int | None = None
 
     @property
     def final(self) -> dict[str, Any]:
@@ -71,9 +74,10 @@ def collect(root: Path, spec: Spec) -> tuple[list[Run], list[tuple[Cell, str]]]:
         rec = status.get((cell.label, cell.seed), {})
         step, iterations, done = layout.progress(folder)
         if done:
-            config = (layout.read_json(folder / layout.CONFIG) or {}).get("config", {})
+            resolved = layout.read_json(folder / layout.CONFIG) or {}
             metrics = layout.read_json(folder / layout.METRICS) or {}
-            runs.append(Run(cell, folder, metrics, config, rec.get("wall_s")))
+            config, threads = resolved.get("config", {}), resolved.get("cpu_threads")
+            runs.append(Run(cell, folder, metrics, config, rec.get("wall_s"), threads))
         elif rec.get("state") == "failed" and rec.get("returncode") != layout.INTERRUPTED:
             last = (rec.get("log_tail") or ["(empty log)"])[-1]
             missing.append((cell, f"failed (exit {rec.get('returncode')}): {last}"))
@@ -85,7 +89,8 @@ def collect(root: Path, spec: Spec) -> tuple[list[Run], list[tuple[Cell, str]]]:
 
 
 def rows(runs: list[Run]) -> list[dict[str, Any]]:
-    """One row per run: label, model, dataset, seed, scalar metrics, images, seconds."""
+    """One row per run: label, model, dataset, seed, scalar metrics, images, seconds and
+    CPU threads."""
     out = []
     for run in runs:
         cfg = run.config
@@ -98,6 +103,7 @@ def rows(runs: list[Run]) -> list[dict[str, Any]]:
             "images_seen": run.metrics.get("images_seen"),
             "train_s": run.metrics.get("train_s"),
             "wall_s": run.wall_s,
+            "cpu_threads": run.cpu_threads,
         }
         out.append(row)
     return out
@@ -129,14 +135,25 @@ def interval(values: list[float | None]) -> dict[str, Any]:
 
 def summarize(table: list[dict[str, Any]], labels: list[str]) -> dict[str, dict[str, Any]]:
     """Per label with finished runs: :func:`interval` of every metric column, and of
-    images seen and train seconds."""
-    keys = [c for c in columns(table) if c not in FIRST]
+    images seen and train seconds; ``cpu_threads`` as the ``min`` and ``max`` of its runs."""
+    keys = [c for c in columns(table) if c not in FIRST and c != "cpu_threads"]
     out = {}
     for label in labels:
         mine = [row for row in table if row["label"] == label]
         if mine:
             out[label] = {k: interval([row.get(k) for row in mine]) for k in keys}
+            threads = [row["cpu_threads"] for row in mine if row.get("cpu_threads") is not None]
+            out[label]["cpu_threads"] = {
+                "min": min(threads, default=None),
+                "max": max(threads, default=None),
+            }
     return out
+
+
+def thread_range(stat: dict[str, Any]) -> str:
+    """``"2"``, ``"1-2"`` where a label's runs differ, ``"–"`` where none recorded it."""
+    lo, hi = stat["min"], stat["max"]
+    return "–" if lo is None else str(lo) if lo == hi else f"{lo}-{hi}"
 
 
 def fmt(stat: dict[str, Any]) -> str:
@@ -187,8 +204,8 @@ def markdown(
         "Mean ± 95% confidence half-width over seeds (Student t: "
         "t(0.975, n-1) · std / √n); final evaluation of each run.",
         "",
-        "| label | n | " + " | ".join(metrics) + " | images seen | train s |",
-        "| --- | ---: | " + " | ".join("---:" for _ in metrics) + " | ---: | ---: |",
+        "| label | n | " + " | ".join(metrics) + " | images seen | train s | CPU threads |",
+        "| --- | ---: | " + " | ".join("---:" for _ in metrics) + " | ---: | ---: | ---: |",
     ]
     for label in spec.labels:
         if label not in summary:
@@ -199,7 +216,7 @@ def markdown(
         lines.append(
             f"| {label} | {counts[label]} | {' | '.join(cells)} | "
             f"{'–' if images is None else f'{images:,.0f}'} | "
-            f"{'–' if seconds is None else f'{seconds:,.1f}'} |"
+            f"{'–' if seconds is None else f'{seconds:,.1f}'} | {thread_range(s['cpu_threads'])} |"
         )
     lines += ["", "## Missing and failed runs", ""]
     lines += [f"- `{c.label}` seed {c.seed}: {why}" for c, why in missing] or ["None."]
