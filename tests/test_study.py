@@ -150,6 +150,9 @@ def test_shards_partition_the_grid(grid):
     }
     assert grid.after_first == {("ae", 1), ("vae", 1)}
     assert finished_runs(grid.out) == set(FINISHED)
+    # the threads the run announces are those each run of it trained on (config.json)
+    threads = load(grid.out / "ae" / "seed-2" / "config.json")["cpu_threads"]
+    assert f"(2 at a time, {threads} CPU thread(s) each)" in grid.second.stdout
     for label, seed in FINISHED:
         cfg = load(grid.out / label / f"seed-{seed}" / "config.json")["config"]
         assert (cfg["model"]["name"], cfg["train"]["seed"]) == (label, seed)

@@ -339,9 +339,11 @@ def run_study(
         say(f"{task.action:<8} {c.label} seed {c.seed} ({what[task.action]})")
         if dry_run and task.action != "skip":
             say(f"         {shlex.join(task.command)}")
+    threads = child_env(jobs).get("OMP_NUM_THREADS")  # unset: each run takes every core
+    each = f", {threads} CPU thread(s) each" if threads else ""
     say(
         f"fqvae study: {len(tasks)} run(s): {counts['skip']} skipped, {counts['resume']} "
-        f"resumed, {counts['start']} started ({jobs} at a time)"
+        f"resumed, {counts['start']} started ({jobs} at a time{each})"
     )
     if dry_run:
         return 0
