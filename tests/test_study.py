@@ -26,7 +26,7 @@ from fqvae.cli import main
 from fqvae.locks import FolderLock
 from fqvae.study.figures import bar_data, in_use_curve, in_use_lines, seed_matrices
 from fqvae.study.layout import Cell
-from fqvae.study.report import Run, collect
+from fqvae.study.report import Run, collect, rows, summarize, thread_range
 from fqvae.study.spec import load as load_spec
 from fqvae.study.status import run_state
 
@@ -466,6 +466,19 @@ def test_report_tables_match_the_runs(grid, tmp_path):
     for seed in (1, 2):
         assert re.search(rf"`diverge` seed {seed}: failed \(exit 3\): .*non-finite loss", report)
     assert "Two models, one diverging, two seeds." in report and "`train.iterations = 3`" in report
+
+
+def test_report_threads_say_which_runs_recorded_them(grid, tmp_path):
+    # runs made before config.json recorded cpu_threads: the report says how many did
+    runs, _ = collect(grid.out, load_spec(grid.out / "spec.toml", checked=False))
+    table = rows(runs)
+    for row in table:
+        if (row["label"], row["seed"]) == ("ae", 1):
+            row["cpu_threads"] = None
+    recorded = next(r["cpu_threads"] for r in table if (r["label"], r["seed"]) == ("ae", 2))
+    stat = summarize(table, ["ae"])["ae"]["cpu_threads"]
+    assert stat == {"min": recorded, "max": recorded, "n": 1, "runs": 2}
+    assert thread_range(stat) == f"{recorded} (1 of 2 runs)"
 
 
 def test_report_figures(grid, tmp_path):

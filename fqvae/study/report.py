@@ -135,7 +135,8 @@ def interval(values: list[float | None]) -> dict[str, Any]:
 
 def summarize(table: list[dict[str, Any]], labels: list[str]) -> dict[str, dict[str, Any]]:
     """Per label with finished runs: :func:`interval` of every metric column, and of
-    images seen and train seconds; ``cpu_threads`` as the ``min`` and ``max`` of its runs."""
+    images seen and train seconds; ``cpu_threads`` as the ``min`` and ``max`` over the ``n`` runs
+    that record it, of ``runs``."""
     keys = [c for c in columns(table) if c not in FIRST and c != "cpu_threads"]
     out = {}
     for label in labels:
@@ -146,14 +147,20 @@ def summarize(table: list[dict[str, Any]], labels: list[str]) -> dict[str, dict[
             out[label]["cpu_threads"] = {
                 "min": min(threads, default=None),
                 "max": max(threads, default=None),
+                "n": len(threads),
+                "runs": len(mine),
             }
     return out
 
 
 def thread_range(stat: dict[str, Any]) -> str:
-    """``"2"``, ``"1-2"`` where a label's runs differ, ``"–"`` where none recorded it."""
+    """``"2"``, ``"1-2"`` where a label's runs differ, ``"2 (3 of 5 runs)"`` where only some
+    recorded it (runs made before ``config.json`` did), ``"–"`` where none did."""
     lo, hi = stat["min"], stat["max"]
-    return "–" if lo is None else str(lo) if lo == hi else f"{lo}-{hi}"
+    if lo is None:
+        return "–"
+    shown = str(lo) if lo == hi else f"{lo}-{hi}"
+    return shown if stat["n"] == stat["runs"] else f"{shown} ({stat['n']} of {stat['runs']} runs)"
 
 
 def fmt(stat: dict[str, Any]) -> str:
