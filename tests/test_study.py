@@ -468,7 +468,7 @@ def test_report_tables_match_the_runs(grid, tmp_path):
     assert "Two models, one diverging, two seeds." in report and "`train.iterations = 3`" in report
 
 
-def test_report_threads_say_which_runs_recorded_them(grid, tmp_path):
+def test_report_threads_say_which_runs_recorded_them(grid):
     # runs made before config.json recorded cpu_threads: the report says how many did
     runs, _ = collect(grid.out, load_spec(grid.out / "spec.toml", checked=False))
     table = rows(runs)
